@@ -1,0 +1,241 @@
+"""Neural rating models. No I/O here: models take tensors and return tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from recsys_utils.params import (
+    ParameterError,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+)
+
+Task = Literal["regression", "classification"]
+N_RATING_CLASSES = 5
+
+
+class GaussianNoise(nn.Module):
+    """Add N(0, std^2) noise in training mode; the identity at evaluation."""
+
+    def __init__(self, std: float) -> None:
+        super().__init__()
+        self.std = std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.std > 0:
+            return x + torch.randn_like(x) * self.std
+        return x
+
+
+def mlp_block(
+    n_in: int, n_out: int, *, dropout: float, batch_norm: bool
+) -> nn.Sequential:
+    """Linear -> (BatchNorm) -> ReLU -> (Dropout)."""
+    layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
+    if batch_norm:
+        layers.append(nn.BatchNorm1d(n_out))
+    layers.append(nn.ReLU())
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+@dataclass(frozen=True)
+class NeuMFConfig:
+    """Everything needed to rebuild a :class:`NeuMF` model.
+
+    Attributes
+    ----------
+    n_users, n_items : int
+        Rows of the embedding tables (see :class:`recsys_utils.data.IdIndex`).
+    n_factors : int
+        Size of the GMF embeddings.
+    mlp_layers : tuple of int
+        Widths of the MLP branch; its embeddings have ``mlp_layers[0] // 2``
+        dimensions each, so their concatenation matches the first layer.
+    fusion_size : int
+        Width of the hidden layer that mixes the two branches.
+    dropout : float
+        Dropout rate after every hidden layer (0 switches it off).
+    batch_norm : bool
+        Batch normalisation after every hidden linear layer.
+    embedding_noise : float
+        Standard deviation of the Gaussian noise added to embeddings while
+        training (0 switches it off).
+    use_bias : bool
+        Add a learned user bias, item bias and global offset to the output,
+        the baseline predictor of :cite:`koren2009`.
+    task : {"regression", "classification"}
+        One output (a rating) or five (logits over ratings 1..5).
+    rating_offset : float
+        Starting value of the global offset, usually the mean training rating.
+    """
+
+    n_users: int
+    n_items: int
+    n_factors: int = 32
+    mlp_layers: tuple[int, ...] = (64, 32, 16)
+    fusion_size: int = 16
+    dropout: float = 0.2
+    batch_norm: bool = True
+    embedding_noise: float = 0.05
+    use_bias: bool = True
+    task: Task = "regression"
+    rating_offset: float = 3.5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.mlp_layers, list):  # papermill and JSON hand over lists
+            object.__setattr__(self, "mlp_layers", tuple(self.mlp_layers))
+        for name in ("n_users", "n_items", "n_factors", "fusion_size"):
+            check_int(name, getattr(self, name))
+        if not self.mlp_layers or any(
+            isinstance(w, bool) or not isinstance(w, int) or w < 1
+            for w in self.mlp_layers
+        ):
+            raise ParameterError(
+                f"parameter mlp_layers={self.mlp_layers!r} is not allowed: use a list of whole numbers >= 1"
+            )
+        if self.mlp_layers[0] < 2:
+            raise ParameterError(
+                "parameter mlp_layers must start with a width >= 2 (two embeddings meet there)"
+            )
+        check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
+        check_float("embedding_noise", self.embedding_noise, 0.0, 10.0)
+        check_bool("batch_norm", self.batch_norm)
+        check_bool("use_bias", self.use_bias)
+        check_choice("task", self.task, ("regression", "classification"))
+
+    def to_dict(self) -> dict:
+        config = asdict(self)
+        config["mlp_layers"] = list(self.mlp_layers)
+        return config
+
+    @classmethod
+    def from_dict(cls, config: dict) -> NeuMFConfig:
+        config = dict(config)
+        config["mlp_layers"] = tuple(config["mlp_layers"])
+        return cls(**config)
+
+
+class NeuMF(nn.Module):
+    r"""Neural matrix factorisation :cite:`he2017`, for explicit ratings.
+
+    Two branches read their own user and item embeddings:
+
+    .. math::
+
+        \phi^{GMF} = p_u \odot q_i, \qquad
+        \phi^{MLP} = \mathrm{MLP}([p'_u; q'_i]),
+
+    and a fusion layer maps their concatenation to the output,
+    :math:`\hat r_{ui} = \mu + b_u + b_i + w^\top h([\phi^{GMF}; \phi^{MLP}])`
+    for regression (five logits instead of one number for classification,
+    where the biases are left out).
+    """
+
+    def __init__(self, config: NeuMFConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        mlp_dim = c.mlp_layers[0] // 2
+        self.user_gmf = nn.Embedding(c.n_users, c.n_factors)
+        self.item_gmf = nn.Embedding(c.n_items, c.n_factors)
+        self.user_mlp = nn.Embedding(c.n_users, mlp_dim)
+        self.item_mlp = nn.Embedding(c.n_items, mlp_dim)
+        self.noise = GaussianNoise(c.embedding_noise)
+
+        widths = (2 * mlp_dim, *c.mlp_layers[1:])
+        self.mlp = nn.Sequential(
+            *(
+                mlp_block(n_in, n_out, dropout=c.dropout, batch_norm=c.batch_norm)
+                for n_in, n_out in zip(widths[:-1], widths[1:], strict=True)
+            )
+        )
+        self.fusion = mlp_block(
+            c.n_factors + widths[-1],
+            c.fusion_size,
+            dropout=c.dropout,
+            batch_norm=c.batch_norm,
+        )
+        n_outputs = 1 if c.task == "regression" else N_RATING_CLASSES
+        self.head = nn.Linear(c.fusion_size, n_outputs)
+
+        self.use_bias = c.use_bias and c.task == "regression"
+        if self.use_bias:
+            self.user_bias = nn.Embedding(c.n_users, 1)
+            self.item_bias = nn.Embedding(c.n_items, 1)
+            self.offset = nn.Parameter(torch.tensor(float(c.rating_offset)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Small embeddings keep the first GMF products near zero, so early
+        # training is dominated by the biases, as in biased matrix factorisation.
+        for table in (self.user_gmf, self.item_gmf, self.user_mlp, self.item_mlp):
+            nn.init.normal_(table.weight, std=0.05)
+        if self.use_bias:
+            nn.init.zeros_(self.user_bias.weight)
+            nn.init.zeros_(self.item_bias.weight)
+
+    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """Predict for index tensors of shape (batch,).
+
+        Returns shape (batch,) for regression, (batch, 5) logits for classification.
+        """
+        gmf = self.noise(self.user_gmf(user)) * self.noise(
+            self.item_gmf(item)
+        )  # (B, F)
+        mlp_in = torch.cat(
+            [self.noise(self.user_mlp(user)), self.noise(self.item_mlp(item))], dim=1
+        )
+        mlp = self.mlp(mlp_in)  # (B, mlp_layers[-1])
+        out = self.head(self.fusion(torch.cat([gmf, mlp], dim=1)))  # (B, n_outputs)
+        if self.config.task == "classification":
+            return out
+        out = out.squeeze(1)
+        if self.use_bias:
+            out = (
+                out
+                + self.offset
+                + self.user_bias(user).squeeze(1)
+                + self.item_bias(item).squeeze(1)
+            )
+        return out
+
+
+def neumf_builder(n_users: int, n_items: int, **options) -> Callable[[float], NeuMF]:
+    """A function that builds a fresh :class:`NeuMF` given the rating offset.
+
+    ``options`` are :class:`NeuMFConfig` fields; they are checked at once.
+    """
+    NeuMFConfig(n_users, n_items, **options)  # fail now, not after loading data
+
+    def build(rating_offset: float) -> NeuMF:
+        return NeuMF(
+            NeuMFConfig(n_users, n_items, **options, rating_offset=rating_offset)
+        )
+
+    return build
+
+
+MODELS: dict[str, tuple[type[nn.Module], type]] = {"NeuMF": (NeuMF, NeuMFConfig)}
+
+
+def build_model(name: str, config: dict) -> nn.Module:
+    """Rebuild a model from its class name and configuration dictionary."""
+    if name not in MODELS:
+        raise ValueError(
+            f"model {name!r} is unknown; known models: {', '.join(MODELS)}"
+        )
+    model_class, config_class = MODELS[name]
+    return model_class(config_class.from_dict(config))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

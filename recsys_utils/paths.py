@@ -1,0 +1,42 @@
+"""Where the book keeps its data and its outputs.
+
+Every location has a default under the repository and an environment
+variable that moves it, so that tests and parameter sweeps can write
+somewhere else without touching the published results.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The repository root (the package is installed in editable mode).
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+DATA_DIR_ENV = "RECSYS_DATA_DIR"
+OUTPUT_DIR_ENV = "RECSYS_OUTPUT_DIR"
+
+
+def data_dir() -> Path:
+    """Folder that caches the MovieLens files (``$RECSYS_DATA_DIR`` or ``data/``)."""
+    return Path(os.environ.get(DATA_DIR_ENV) or PROJECT_ROOT / "data")
+
+
+def output_dir() -> Path:
+    """Folder holding ``results/``, ``plots/`` and ``checkpoints/``.
+
+    ``$RECSYS_OUTPUT_DIR`` when set, otherwise the repository root.
+    """
+    return Path(os.environ.get(OUTPUT_DIR_ENV) or PROJECT_ROOT)
+
+
+def results_dir() -> Path:
+    return output_dir() / "results"
+
+
+def plots_dir() -> Path:
+    return output_dir() / "plots"
+
+
+def checkpoints_dir() -> Path:
+    return output_dir() / "checkpoints"

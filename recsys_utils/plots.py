@@ -1,0 +1,163 @@
+"""The figures every model chapter draws, shown inline and saved as PNG.
+
+Each function returns a matplotlib Figure; :func:`save_figure` writes it to
+``plots/<chapter>_<name>.png``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from sklearn.metrics import confusion_matrix, roc_curve
+
+from recsys_utils import paths
+from recsys_utils._io import atomic_path
+from recsys_utils.metrics import RATINGS, RatingReport
+
+WIDTH = 10.0  # inches: the book's text width at 100 dpi
+
+
+def use_book_style() -> None:
+    """Seaborn's clean style at a size that reads well at the book's width."""
+    sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
+    plt.rcParams.update(
+        {"figure.dpi": 100, "savefig.dpi": 120, "savefig.bbox": "tight"}
+    )
+
+
+def save_figure(fig: plt.Figure, chapter: str, name: str) -> Path:
+    path = paths.plots_dir() / f"{chapter}_{name}.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def training_history(
+    history: pd.DataFrame, best_epoch: int, *, loss_name: str = "loss"
+) -> plt.Figure:
+    """Training and validation loss, and validation RMSE / MAE, per epoch."""
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(WIDTH, 3.6))
+    ax_loss.plot(
+        history["epoch"], history["train_loss"], marker="o", ms=3, label="train"
+    )
+    ax_loss.plot(
+        history["epoch"], history["val_loss"], marker="o", ms=3, label="validation"
+    )
+    ax_loss.set(xlabel="epoch", ylabel=loss_name, title="Loss")
+    ax_metric.plot(
+        history["epoch"], history["val_rmse"], marker="o", ms=3, label="validation RMSE"
+    )
+    ax_metric.plot(
+        history["epoch"], history["val_mae"], marker="o", ms=3, label="validation MAE"
+    )
+    ax_metric.set(xlabel="epoch", ylabel="rating error", title="Validation error")
+    for ax in (ax_loss, ax_metric):
+        ax.axvline(
+            best_epoch,
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label=f"best epoch ({best_epoch})",
+        )
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def regression_errors(
+    y_true: np.ndarray, y_pred: np.ndarray, report: RatingReport
+) -> plt.Figure:
+    """MAE and RMSE per true rating, the error distribution, predicted against true."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    error = y_pred - y_true
+    frame = pd.DataFrame({"true rating": y_true, "prediction": y_pred, "error": error})
+    per_rating = frame.groupby("true rating")["error"].agg(
+        MAE=lambda e: np.abs(e).mean(), RMSE=lambda e: np.sqrt((e**2).mean())
+    )
+
+    fig, axes = plt.subplots(1, 3, figsize=(WIDTH * 1.2, 3.6))
+    per_rating.plot.bar(ax=axes[0], rot=0)
+    axes[0].set(
+        ylabel="error",
+        title=f"Per rating (overall MAE {report.mae:.3f}, RMSE {report.rmse:.3f})",
+    )
+    axes[0].title.set_fontsize("small")
+    sns.histplot(error, bins=60, ax=axes[1])
+    axes[1].set(xlabel="prediction - truth", title="Error distribution")
+    sns.violinplot(
+        data=frame, x="true rating", y="prediction", ax=axes[2], cut=0, inner="quartile"
+    )
+    axes[2].plot(range(5), RATINGS, color="black", linestyle=":", linewidth=1)
+    axes[2].set(title="Predicted against true")
+    fig.tight_layout()
+    return fig
+
+
+def confusion(y_true: np.ndarray, y_class: np.ndarray) -> plt.Figure:
+    """Confusion matrix as counts and normalised by true rating (rows)."""
+    counts = confusion_matrix(y_true, y_class, labels=RATINGS)
+    with np.errstate(invalid="ignore"):
+        normalised = counts / counts.sum(axis=1, keepdims=True)
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 4.0))
+    for ax, matrix, fmt, title in (
+        (axes[0], counts, "d", "Counts"),
+        (axes[1], normalised, ".2f", "Share of each true rating"),
+    ):
+        sns.heatmap(
+            matrix,
+            annot=True,
+            fmt=fmt,
+            cmap="Blues",
+            cbar=False,
+            ax=ax,
+            xticklabels=RATINGS,
+            yticklabels=RATINGS,
+        )
+        ax.set(xlabel="predicted rating", ylabel="true rating", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def roc_curves(
+    y_true: np.ndarray, scores: np.ndarray, report: RatingReport
+) -> plt.Figure:
+    """One-vs-rest ROC curve of each rating, its AUC in the legend."""
+    y_true = np.asarray(y_true)
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.6, 4.6))
+    for position, rating in enumerate(RATINGS):
+        positive = y_true == rating
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = roc_curve(positive, scores[:, position])
+        ax.plot(fpr, tpr, label=f"rating {rating} (AUC {report.auc[int(rating)]:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title="ROC, one rating against the rest",
+    )
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def per_rating_metrics(report: RatingReport) -> plt.Figure:
+    """Precision, recall and F1 of each rating as grouped bars."""
+    frame = pd.DataFrame(
+        {
+            "precision": report.precision_per_rating,
+            "recall": report.recall_per_rating,
+            "F1": report.f1_per_rating,
+        }
+    )
+    frame.index.name = "rating"
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.7, 3.6))
+    frame.plot.bar(ax=ax, rot=0)
+    ax.set(ylabel="score", ylim=(0, 1), title="Per-rating classification metrics")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,107 @@
+"""Train / validation / test splits of a ratings table.
+
+Two protocols, both seeded:
+
+* the canonical five folds u1..u5 of GroupLens: fold ``k`` tests on the
+  ``k``-th block of 20,000 ratings of ``u.data`` in file order and trains on
+  the other 80,000, which reproduces ``u{k}.base`` / ``u{k}.test``;
+* a random train / validation / test split (80/10/10 by default), the
+  protocol of the original study this book compares with.
+
+In both, early stopping sees only a validation set carved out of the
+training ratings. The test ratings are touched once, for the final report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+CANONICAL_FOLDS: tuple[str, ...] = ("u1", "u2", "u3", "u4", "u5")
+SPLITS: tuple[str, ...] = (*CANONICAL_FOLDS, "random")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Three disjoint parts of one ratings table."""
+
+    name: str
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "train": len(self.train),
+            "valid": len(self.valid),
+            "test": len(self.test),
+        }
+
+
+def canonical_fold(
+    ratings: pd.DataFrame, fold: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training and test ratings of canonical fold ``u{fold}``.
+
+    ``ratings`` must be in the order of ``u.data``. GroupLens' script sorts
+    each part by user and item; the rows are the same, only the order differs.
+    """
+    if fold not in range(1, len(CANONICAL_FOLDS) + 1):
+        raise ValueError(
+            f"fold={fold!r} is not a canonical fold; use 1 to {len(CANONICAL_FOLDS)}"
+        )
+    block = len(ratings) // len(CANONICAL_FOLDS)
+    in_test = np.zeros(len(ratings), dtype=bool)
+    in_test[(fold - 1) * block : fold * block] = True
+    return ratings[~in_test], ratings[in_test]
+
+
+def holdout(
+    ratings: pd.DataFrame, fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off a random ``fraction`` of the rows; return (rest, held out)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction={fraction!r} must lie strictly between 0 and 1")
+    rng = np.random.default_rng(seed)
+    n_held = int(round(fraction * len(ratings)))
+    held = np.zeros(len(ratings), dtype=bool)
+    held[rng.permutation(len(ratings))[:n_held]] = True
+    return ratings[~held], ratings[held]
+
+
+def make_split(
+    ratings: pd.DataFrame,
+    split: str,
+    *,
+    seed: int,
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+) -> Split:
+    """Build the named split.
+
+    Parameters
+    ----------
+    ratings : DataFrame
+        The ratings table in ``u.data`` order.
+    split : {"u1", "u2", "u3", "u4", "u5", "random"}
+        A canonical fold, or the random split.
+    seed : int
+        Seeds the random test part (``"random"``) and the validation carve-out.
+    valid_fraction : float
+        Share of all ratings that the validation set takes. For a canonical
+        fold it is carved from the fold's training part, so ``0.1`` leaves
+        80,000 - 10,000 ratings for training.
+    test_fraction : float
+        Share of all ratings in the random test part (ignored for folds).
+    """
+    if split in CANONICAL_FOLDS:
+        train, test = canonical_fold(ratings, CANONICAL_FOLDS.index(split) + 1)
+    elif split == "random":
+        train, test = holdout(ratings, test_fraction, seed)
+    else:
+        raise ValueError(f"split={split!r} is unknown; use one of {', '.join(SPLITS)}")
+    # A distinct stream for the carve-out, so it does not mirror the test draw.
+    train, valid = holdout(train, valid_fraction * len(ratings) / len(train), seed + 1)
+    return Split(split, train, valid, test)
