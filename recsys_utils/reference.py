@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 #: Citation key of the study this book rebuilds (see book/references.bib).
-ORIGINAL_STUDY_KEY = "diezmateo2025"
+ORIGINAL_STUDY_KEY = "diezmateo"
 
 _METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse")
 

@@ -1,0 +1,174 @@
+"""Execute the chapter notebooks with papermill.
+
+    python scripts/run_chapters.py                      # every chapter, published
+    python scripts/run_chapters.py --params small 03_ncf_regression
+    python scripts/run_chapters.py --params small --prepare-only --out DIR
+
+Published parameters are the defaults in each notebook's ``parameters`` cell,
+so nothing is injected; ``small`` injects ``params/small/<stem>.yaml``.
+Each executed notebook is written under a temporary name and renamed only
+when the whole chapter succeeded, so the book never picks up a half-run one;
+a failed run is moved to _build/failed/ for inspection. Wall-clock times go to
+results/run_times.json (under $RECSYS_OUTPUT_DIR when set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import papermill as pm
+import yaml
+from papermill.exceptions import PapermillExecutionError
+
+from recsys_utils.paths import DATA_DIR_ENV, OUTPUT_DIR_ENV, results_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+SMALL_PARAMS = ROOT / "params" / "small"
+FAILED_DIR = ROOT / "_build" / "failed"
+KERNEL = "recsys-book"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def chapter_paths(names: list[str]) -> list[Path]:
+    """Source notebooks for the given stems, or every numbered chapter in order."""
+    if not names:
+        found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+        if not found:
+            sys.exit(f"no chapters in {NOTEBOOKS.relative_to(ROOT)}/")
+        return found
+    # Accept "03_ncf_regression" as well as "notebooks/03_ncf_regression.ipynb".
+    paths = [NOTEBOOKS / f"{Path(name).stem}.ipynb" for name in names]
+    missing = [str(p.relative_to(ROOT)) for p in paths if not p.is_file()]
+    if missing:
+        sys.exit(f"no such chapter: {', '.join(missing)}")
+    return paths
+
+
+def load_params(kind: str, stem: str) -> dict | None:
+    """Parameters to inject: none for published, the YAML mapping for small."""
+    if kind == "published":
+        return None
+    path = SMALL_PARAMS / f"{stem}.yaml"
+    if not path.is_file():
+        sys.exit(f"{stem}: no small parameter set, expected {path.relative_to(ROOT)}")
+    params = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(params, dict):
+        sys.exit(f"{path.relative_to(ROOT)}: expected a mapping of parameters")
+    # papermill only logs unknown names; a typo would silently run published values.
+    known = pm.inspect_notebook(str(NOTEBOOKS / f"{stem}.ipynb"))
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        sys.exit(f"{path.relative_to(ROOT)}: not in the parameters cell: {unknown}")
+    return params
+
+
+def absolutize_env() -> None:
+    """Make the path variables absolute: the kernels run in notebooks/, not here."""
+    for var in (OUTPUT_DIR_ENV, DATA_DIR_ENV):
+        if os.environ.get(var):
+            os.environ[var] = str(Path(os.environ[var]).resolve())
+
+
+def report_failure(stem: str, err: PapermillExecutionError, kept: Path) -> None:
+    """Print the failing cell and its error, which papermill's exception carries."""
+    where = f"In [{err.exec_count}], cell index {err.cell_index}"
+    print(f"FAILED {stem} at {where}", file=sys.stderr)
+    print("----- cell source -----", err.source, sep="\n", file=sys.stderr)
+    print("----- error -----", file=sys.stderr)
+    print(
+        ANSI.sub("", "\n".join(err.traceback)) or f"{err.ename}: {err.evalue}",
+        file=sys.stderr,
+    )
+    print(f"executed notebook kept at {kept.relative_to(ROOT)}", file=sys.stderr)
+
+
+def run_chapter(
+    src: Path, out_dir: Path, params: dict | None, prepare_only: bool
+) -> float:
+    """Execute one chapter into out_dir; return its wall-clock seconds."""
+    final = out_dir / src.name
+    # The leading dot and the .ipynb suffix keep papermill quiet and Sphinx away.
+    partial = out_dir / f".{src.stem}.partial.ipynb"
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            src,
+            partial,
+            parameters=params,
+            kernel_name=KERNEL,
+            cwd=NOTEBOOKS,
+            progress_bar=False,
+            prepare_only=prepare_only,
+        )
+    except PapermillExecutionError as err:
+        FAILED_DIR.mkdir(parents=True, exist_ok=True)
+        kept = partial.replace(FAILED_DIR / src.name)
+        report_failure(src.stem, err, kept)
+        raise
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    seconds = time.perf_counter() - start
+    partial.replace(final)
+    return seconds
+
+
+def record_time(stem: str, seconds: float, kind: str) -> None:
+    """Merge one chapter's time into results/run_times.json, atomically."""
+    path = results_dir() / "run_times.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        times = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        times = {}
+    times[stem] = {"seconds": round(seconds, 1), "params": kind}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(times, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("chapters", nargs="*", help="chapter stems (default: all)")
+    parser.add_argument("--params", choices=["published", "small"], default="published")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "book" / "chapters",
+        help="folder for the executed notebooks",
+    )
+    parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="inject parameters without executing (for nbval)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    absolutize_env()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for src in chapter_paths(args.chapters):
+        params = load_params(args.params, src.stem)
+        try:
+            seconds = run_chapter(src, args.out, params, args.prepare_only)
+        except PapermillExecutionError:
+            return 1
+        if args.prepare_only:
+            print(f"prepared {src.stem}")
+            continue
+        record_time(src.stem, seconds, args.params)
+        print(f"ran {src.stem} in {seconds:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
