@@ -143,12 +143,19 @@ def _split_lines(
 def _to_int(values: list[str], column: str, path: Path) -> np.ndarray:
     try:
         # float() first: RecBole writes ratings as "3" but timestamps may be "8.8e8"
-        return np.array([int(float(v)) for v in values], dtype=np.int64)
+        numbers = [float(v) for v in values]
     except ValueError as error:
         raise DataSourceError(
             f"{path}: column {column!r} holds a non-numeric value ({error}); "
             "replace the file with an intact copy"
         ) from None
+    bad = [v for v, x in zip(values, numbers, strict=True) if not x.is_integer()]
+    if bad:  # int() would truncate 3.5 to 3 and overflow on inf
+        raise DataSourceError(
+            f"{path}: column {column!r} holds {bad[0]!r}, not a whole number; "
+            "replace the file with an intact copy"
+        )
+    return np.array(numbers, dtype=np.int64)
 
 
 def _ratings_table(rows: list[list[str]], path: Path) -> pd.DataFrame:

@@ -67,6 +67,7 @@ def train_config(params: RunParameters) -> TrainConfig:
         patience=params.patience,
         seed=params.seed,
         device=resolve_device(params.device),
+        n_threads=params.n_threads,
     )
 
 

@@ -193,6 +193,9 @@ def rating_report(
         )[:3]
 
     per_p, per_r, per_f = prf(None)
+    # sklearn gives F1 = 0 for a rating absent from the truth but predicted; recall,
+    # and so F1, is undefined there.
+    per_f = np.where(np.isin(RATINGS, y_true), per_f, np.nan)
     macro = [
         float(np.mean(values)) for values in (per_p, per_r, per_f)
     ]  # NaN if any is NaN

@@ -94,12 +94,13 @@ class RunParameters:
     patience: int = 5
     valid_fraction: float = 0.1
     device: str = "cpu"
+    n_threads: int = 1
 
     def __post_init__(self) -> None:
         check_int("seed", self.seed, minimum=0)
         check_choice("dataset", self.dataset, DATASETS)
         check_choice("split", self.split, SPLITS)
-        for name in ("n_epochs", "batch_size", "n_factors", "patience"):
+        for name in ("n_epochs", "batch_size", "n_factors", "patience", "n_threads"):
             check_int(name, getattr(self, name))
         check_float("learning_rate", self.learning_rate, 0.0, 10.0)
         if self.learning_rate == 0:

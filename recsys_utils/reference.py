@@ -6,6 +6,8 @@ every table that shows them says where they come from.
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 #: Citation key of the study this book rebuilds (see book/references.bib).
@@ -69,12 +71,17 @@ def verdicts(model: str, measured: dict) -> pd.Series:
     """For each overall metric: is the measured value better, equal or worse?
 
     Lower is better for MAE and RMSE, higher for the rest; values are
-    compared at the original's two decimals.
+    compared at the original's two decimals. A metric that is undefined for
+    the measured model (None or NaN) is reported as "undefined".
     """
     original = original_study(model)
     out = {}
     for metric in _METRICS:
-        ours, theirs = round(measured[metric], 2), original[metric]
+        value = measured[metric]
+        if value is None or math.isnan(value):  # undefined for this model
+            out[metric] = "undefined"
+            continue
+        ours, theirs = round(value, 2), original[metric]
         lower_is_better = metric in ("mae", "rmse")
         if ours == theirs:
             out[metric] = "equal"

@@ -38,6 +38,23 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def torch_threads(n_threads: int | None) -> Iterator[None]:
+    """Run a block with torch's intra-op thread count set, restoring it afterwards.
+
+    Results depend (slightly) on the thread count, because sums are split
+    differently; fixing it makes a run repeatable on any machine with the
+    same software. ``None`` leaves torch's own choice.
+    """
+    previous = torch.get_num_threads()
+    if n_threads is not None:
+        torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @dataclass(frozen=True)
 class RatingTensors:
     """One split as tensors: dense user and item indices and the ratings."""
@@ -78,6 +95,9 @@ class TrainConfig:
     patience: int = 5
     seed: int = 42
     device: str = "cpu"
+    # One thread: as fast as two for models this small, and immune to
+    # oversubscription when several processes share the cores.
+    n_threads: int | None = 1
 
 
 @dataclass(frozen=True)
@@ -177,7 +197,7 @@ def fit(
 
     history, best_value, best_epoch, best_state = [], math.inf, 0, None
     started = time.perf_counter()
-    with seeded(config.seed):
+    with seeded(config.seed), torch_threads(config.n_threads):
         for epoch in range(1, config.n_epochs + 1):
             epoch_start = time.perf_counter()
             model.train()
@@ -307,7 +327,8 @@ def load_checkpoint(
         differences = [
             f"{key}: file has {config.get(key)!r}, asked for {value!r}"
             for key, value in expect_config.items()
-            if config.get(key) != value
+            # the file holds lists where a config holds tuples (mlp_layers)
+            if config.get(key) != (list(value) if isinstance(value, tuple) else value)
         ]
         if differences:
             raise CheckpointError(

@@ -1,0 +1,146 @@
+"""One experiment end to end on the real data with a tiny NeuMF, and its files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys_utils.data import IdIndex
+from recsys_utils.experiment import (
+    Outcome,
+    load_results,
+    run_experiment,
+    save_predictions,
+    save_results,
+)
+from recsys_utils.models import neumf_builder
+from recsys_utils.params import RunParameters
+
+# A tiny model never predicts the extreme ratings: NaN precision is expected.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::recsys_utils.metrics.UndefinedRatingMetricWarning"
+)
+
+CHAPTER = "99_test_chapter"
+PARAMS = RunParameters(n_epochs=2, batch_size=4096)
+MODEL_OPTIONS = {"n_factors": 4, "mlp_layers": [8, 4], "fusion_size": 4}
+
+
+def run(movielens, task: str) -> Outcome:
+    index = IdIndex.from_tables(movielens.users, movielens.items)
+    build = neumf_builder(index.n_users, index.n_items, **MODEL_OPTIONS, task=task)
+    return run_experiment(movielens, PARAMS, build, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def regression(movielens) -> Outcome:
+    return run(movielens, "regression")
+
+
+@pytest.fixture(scope="module")
+def classification(movielens) -> Outcome:
+    return run(movielens, "classification")
+
+
+@pytest.fixture
+def output_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("RECSYS_OUTPUT_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_predictions_cover_the_u1_test_part(regression: Outcome, movielens) -> None:
+    predictions = regression.predictions
+    assert list(predictions.columns) == ["user_id", "item_id", "rating", "prediction"]
+    assert len(predictions) == 20_000
+    expected = movielens.ratings.iloc[:20_000][["user_id", "item_id", "rating"]]
+    pd.testing.assert_frame_equal(
+        predictions[["user_id", "item_id", "rating"]],
+        expected.reset_index(drop=True),
+    )
+    assert predictions["prediction"].between(1, 5).all()
+
+
+def test_regression_outcome_summary(regression: Outcome) -> None:
+    assert regression.fit.epochs_run == 2
+    assert regression.split.sizes() == {
+        "train": 70_000,
+        "valid": 10_000,
+        "test": 20_000,
+    }
+    assert regression.report.n == 20_000
+    assert 0.5 < regression.report.rmse < 1.5
+
+
+def test_classification_gives_probabilities(classification: Outcome) -> None:
+    predictions = classification.predictions
+    columns = ["p1", "p2", "p3", "p4", "p5"]
+    assert (
+        list(predictions.columns)
+        == ["user_id", "item_id", "rating", "prediction"] + columns
+    )
+    proba = predictions[columns].to_numpy()
+    assert (proba >= 0).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(predictions["prediction"], proba @ np.arange(1, 6))
+    assert "mae_argmax" in classification.report.extra
+
+
+def test_save_results_writes_the_chapter_json(regression, output_dir: Path) -> None:
+    path = save_results(
+        CHAPTER, PARAMS, {"u1": regression}, primary="u1", model_options=MODEL_OPTIONS
+    )
+    assert path == output_dir / "results" / f"{CHAPTER}.json"
+    document = json.loads(path.read_text(encoding="utf-8"))
+    for key in (
+        "parameters",
+        "split",
+        "epochs_run",
+        "train_seconds",
+        "metrics",
+        "runs",
+    ):
+        assert key in document
+    assert document["split"] == "u1"
+    assert document["epochs_run"] == 2
+    assert document["parameters"]["batch_size"] == 4096
+    assert document["parameters"]["mlp_layers"] == [8, 4]
+    assert list(document["runs"]) == ["u1"]
+    metrics = document["metrics"]
+    for key in ("rmse", "mae", "accuracy", "precision", "recall", "f1"):
+        assert key in metrics
+    assert metrics["rmse"] == pytest.approx(regression.report.rmse)
+    assert set(metrics["auc"]) == {"1", "2", "3", "4", "5"}
+    assert set(metrics["f1_per_rating"]) == {"1", "2", "3", "4", "5"}
+    assert all(0 <= value <= 1 for value in metrics["auc"].values())
+
+
+def test_save_results_loads_back(regression, output_dir: Path) -> None:
+    save_results(CHAPTER, PARAMS, {"u1": regression}, primary="u1")
+    assert load_results(CHAPTER)["metrics"]["n"] == 20_000
+
+
+def test_save_predictions_writes_csv(regression, output_dir: Path) -> None:
+    path = save_predictions(CHAPTER, regression)
+    assert path == output_dir / "results" / f"{CHAPTER}_predictions.csv"
+    assert path.read_text().splitlines()[0] == "user_id,item_id,rating,prediction"
+    written = pd.read_csv(path)
+    assert len(written) == 20_000
+    np.testing.assert_allclose(
+        written["prediction"], regression.predictions["prediction"], atol=1e-6
+    )
+
+
+def test_no_partial_files_remain(regression, output_dir: Path) -> None:
+    save_results(CHAPTER, PARAMS, {"u1": regression}, primary="u1")
+    save_predictions(CHAPTER, regression)
+    names = sorted(p.name for p in (output_dir / "results").iterdir())
+    assert names == [f"{CHAPTER}.json", f"{CHAPTER}_predictions.csv"]
+
+
+def test_load_results_of_chapter_not_run(output_dir: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="run the chapter 42_missing first"):
+        load_results("42_missing")

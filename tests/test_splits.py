@@ -1,0 +1,90 @@
+"""Splits of the real ratings: canonical folds u1..u5 and the random split."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from recsys_utils.splits import CANONICAL_FOLDS, SPLITS, Split, holdout, make_split
+
+
+@pytest.fixture(scope="module")
+def splits(movielens) -> dict[str, Split]:
+    return {name: make_split(movielens.ratings, name, seed=42) for name in SPLITS}
+
+
+@pytest.mark.parametrize("name", CANONICAL_FOLDS)
+def test_canonical_fold_sizes(splits: dict[str, Split], name: str) -> None:
+    assert splits[name].sizes() == {"train": 70_000, "valid": 10_000, "test": 20_000}
+
+
+def test_random_split_sizes(splits: dict[str, Split]) -> None:
+    assert splits["random"].sizes() == {
+        "train": 80_000,
+        "valid": 10_000,
+        "test": 10_000,
+    }
+
+
+def test_u1_test_part_is_first_20000_ratings(splits, movielens) -> None:
+    test = splits["u1"].test
+    assert test.index.equals(movielens.ratings.index[:20_000])
+    pd.testing.assert_frame_equal(test, movielens.ratings.iloc[:20_000])
+
+
+def test_u3_test_part_is_third_block_of_ratings(splits, movielens) -> None:
+    assert splits["u3"].test.index.equals(movielens.ratings.index[40_000:60_000])
+
+
+def test_fold_test_parts_partition_all_ratings(splits, movielens) -> None:
+    tested = pd.Index([])
+    for name in CANONICAL_FOLDS:
+        tested = tested.append(splits[name].test.index)
+    assert not tested.has_duplicates
+    assert tested.sort_values().equals(movielens.ratings.index)
+
+
+@pytest.mark.parametrize("name", SPLITS)
+def test_parts_are_disjoint_and_cover_the_ratings(splits, movielens, name) -> None:
+    split = splits[name]
+    train, valid, test = (
+        set(part.index) for part in (split.train, split.valid, split.test)
+    )
+    assert not train & valid
+    assert not train & test
+    assert not valid & test
+    assert train | valid | test == set(movielens.ratings.index)
+
+
+def test_random_split_is_reproducible_for_one_seed(splits, movielens) -> None:
+    again = make_split(movielens.ratings, "random", seed=42)
+    for part in ("train", "valid", "test"):
+        assert getattr(again, part).index.equals(getattr(splits["random"], part).index)
+
+
+def test_random_split_changes_with_the_seed(splits, movielens) -> None:
+    other = make_split(movielens.ratings, "random", seed=43)
+    assert not other.test.index.equals(splits["random"].test.index)
+    assert not other.valid.index.equals(splits["random"].valid.index)
+
+
+def test_validation_carve_out_depends_on_the_seed(splits, movielens) -> None:
+    other = make_split(movielens.ratings, "u1", seed=43)
+    assert other.test.index.equals(splits["u1"].test.index)
+    assert not other.valid.index.equals(splits["u1"].valid.index)
+
+
+def test_valid_fraction_sets_the_validation_size(movielens) -> None:
+    split = make_split(movielens.ratings, "u2", seed=0, valid_fraction=0.2)
+    assert split.sizes() == {"train": 60_000, "valid": 20_000, "test": 20_000}
+
+
+def test_unknown_split_names_the_allowed_ones(movielens) -> None:
+    with pytest.raises(ValueError, match="'u9' is unknown; use one of u1, .*random"):
+        make_split(movielens.ratings, "u9", seed=0)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+def test_holdout_refuses_fraction_outside_open_interval(movielens, fraction) -> None:
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        holdout(movielens.ratings, fraction, seed=0)
