@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Absolute: the chapters' kernels run in notebooks/, not here.
 TEST_OUT := $(CURDIR)/_build/test-output
 PREPARED := $(TEST_OUT)/notebooks
-PYTEST_ARGS ?= -m "not slow"
+PYTEST_ARGS ?=
 JB_BUILD := $(BIN)/jupyter-book build . -W -n --keep-going --all
 LOCK_VENV := _build/lock-venv
 
