@@ -23,7 +23,7 @@ from recsys_utils.data import IdIndex, MovieLens
 from recsys_utils.metrics import RatingReport, expected_rating, rating_report
 from recsys_utils.models import count_parameters
 from recsys_utils.params import RunParameters, resolve_device
-from recsys_utils.splits import Split, make_split
+from recsys_utils.splits import CANONICAL_FOLDS, Split, make_split
 from recsys_utils.training import (
     FitResult,
     RatingTensors,
@@ -68,6 +68,7 @@ def train_config(params: RunParameters) -> TrainConfig:
         seed=params.seed,
         device=resolve_device(params.device),
         n_threads=params.n_threads,
+        class_weighting=params.class_weighting,
     )
 
 
@@ -114,6 +115,78 @@ def run_experiment(
     return Outcome(parts, result, report, predictions)
 
 
+#: Metrics of the cross-validation table, in display order.
+CV_METRICS: tuple[str, ...] = (
+    "rmse", "mae", "accuracy", "precision", "recall", "f1", "f1_weighted",
+)  # fmt: skip
+
+
+def _flat_metrics(report: RatingReport) -> dict[str, float]:
+    row = {name: getattr(report, name) for name in CV_METRICS}
+    row.update({f"auc_{r}": v for r, v in report.auc.items()})
+    row.update({f"f1_{r}": v for r, v in report.f1_per_rating.items()})
+    return row
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """One outcome per canonical fold, and their mean and spread."""
+
+    folds: dict[str, Outcome]
+
+    def table(self) -> pd.DataFrame:
+        """One row per fold, one column per metric (per-rating AUC and F1 included)."""
+        rows = {name: _flat_metrics(o.report) for name, o in self.folds.items()}
+        return pd.DataFrame(rows).T.rename_axis("fold")
+
+    def summary(self) -> pd.DataFrame:
+        """Mean and sample standard deviation of every metric over the folds."""
+        table = self.table()
+        return pd.DataFrame({"mean": table.mean(), "std": table.std(ddof=1)})
+
+    def to_dict(self) -> dict:
+        summary = self.summary()
+        return {
+            "folds": self.table().to_dict(orient="index"),
+            "mean": summary["mean"].to_dict(),
+            "std": summary["std"].to_dict(),
+            "epochs_run": {n: o.fit.epochs_run for n, o in self.folds.items()},
+            "train_seconds": {
+                n: round(o.fit.train_seconds, 3) for n, o in self.folds.items()
+            },
+        }
+
+
+def cross_validate(
+    data: MovieLens,
+    params: RunParameters,
+    build: ModelBuilder,
+    *,
+    done: dict[str, Outcome] | None = None,
+    verbose: bool = False,
+) -> CrossValidation:
+    """Train and score on each canonical fold u1..u5 with the same parameters.
+
+    Folds already run with these parameters can be passed in ``done`` (for
+    example the chapter's u1 run) and are not trained again.
+    """
+    done = done or {}
+    folds = {}
+    for fold in CANONICAL_FOLDS:
+        if fold in done:
+            folds[fold] = done[fold]
+            continue
+        folds[fold] = run_experiment(data, params, build, split=fold, verbose=False)
+        if verbose:
+            report = folds[fold].report
+            print(
+                f"{fold}: RMSE {report.rmse:.4f}  MAE {report.mae:.4f}  "
+                f"accuracy {report.accuracy:.4f}  F1 {report.f1:.4f}  "
+                f"({folds[fold].fit.epochs_run} epochs)"
+            )
+    return CrossValidation(folds)
+
+
 def _json_ready(value):
     if isinstance(value, dict):
         return {str(k): _json_ready(v) for k, v in value.items()}
@@ -133,9 +206,15 @@ def save_results(
     *,
     primary: str,
     model_options: dict | None = None,
+    cross_validation: CrossValidation | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write ``results/<chapter>.json``: parameters, every run, the primary run's metrics."""
+    """Write ``results/<chapter>.json``.
+
+    It holds the parameters, the primary run's split, epochs, training time
+    and test metrics at the top level, every run under ``runs``, and the
+    cross-validation over the canonical folds under ``cross_validation``.
+    """
     main = outcomes[primary]
     model = main.fit.model
     document = {
@@ -146,6 +225,9 @@ def save_results(
         "n_parameters": count_parameters(model),
         **main.summary(),
         "runs": {name: outcome.summary() for name, outcome in outcomes.items()},
+        **(
+            {"cross_validation": cross_validation.to_dict()} if cross_validation else {}
+        ),
         **(extra or {}),
     }
     path = paths.results_dir() / f"{chapter}.json"

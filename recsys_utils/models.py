@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -47,6 +48,87 @@ def mlp_block(
     return nn.Sequential(*layers)
 
 
+Classifier = Literal["softmax", "cumulative"]
+
+
+class RatingOutput(nn.Module):
+    r"""The last layer of every model: a hidden vector to a rating or to classes.
+
+    * ``task="regression"``: a score
+      :math:`s = w^\top h + \mu + b_u + b_i` (biases optional), the rating.
+    * ``task="classification", classifier="softmax"``: five logits
+      :math:`W h`, one per rating.
+    * ``task="classification", classifier="cumulative"``: the ordered
+      (cumulative-link) logit model. The same score :math:`s` and four
+      increasing thresholds :math:`\theta_1 < \dots < \theta_4` give
+      :math:`P(r \le k) = \sigma(\theta_k - s)`; a rating's probability is
+      the difference of consecutive cumulative ones, so the five classes
+      keep their order. The output is the log of those probabilities, which
+      softmax and cross-entropy treat exactly like logits.
+    """
+
+    def __init__(
+        self,
+        n_in: int,
+        n_users: int,
+        n_items: int,
+        *,
+        task: Task,
+        classifier: Classifier,
+        use_bias: bool,
+        rating_offset: float,
+    ) -> None:
+        super().__init__()
+        self.task = task
+        self.softmax = task == "classification" and classifier == "softmax"
+        self.linear = nn.Linear(n_in, N_RATING_CLASSES if self.softmax else 1)
+        self.use_bias = use_bias and not self.softmax
+        if self.use_bias:
+            self.user_bias = nn.Embedding(n_users, 1)
+            self.item_bias = nn.Embedding(n_items, 1)
+            nn.init.zeros_(self.user_bias.weight)
+            nn.init.zeros_(self.item_bias.weight)
+        if not self.softmax:
+            self.offset = nn.Parameter(torch.tensor(float(rating_offset)))
+        if task == "classification" and not self.softmax:
+            # Thresholds start half-way between the ratings: 1.5, 2.5, 3.5, 4.5.
+            self.first_threshold = nn.Parameter(torch.tensor(1.5))
+            # softplus(log(e - 1)) = 1: unit gaps to start with, always positive.
+            self.threshold_gaps = nn.Parameter(
+                torch.full((N_RATING_CLASSES - 2,), math.log(math.e - 1))
+            )
+
+    def thresholds(self) -> torch.Tensor:
+        """The four increasing cut points of the cumulative model, shape (4,)."""
+        gaps = nn.functional.softplus(self.threshold_gaps)
+        return torch.cat(
+            [self.first_threshold.view(1), self.first_threshold + gaps.cumsum(0)]
+        )
+
+    def forward(
+        self, hidden: torch.Tensor, user: torch.Tensor, item: torch.Tensor
+    ) -> torch.Tensor:
+        out = self.linear(hidden)  # (B, 5) or (B, 1)
+        if self.softmax:
+            return out
+        score = out.squeeze(1) + self.offset  # (B,)
+        if self.use_bias:
+            score = (
+                score
+                + self.user_bias(user).squeeze(1)
+                + self.item_bias(item).squeeze(1)
+            )
+        if self.task == "regression":
+            return score
+        cumulative = torch.sigmoid(
+            self.thresholds()[None, :] - score[:, None]
+        )  # (B, 4)
+        ones = torch.ones_like(score)[:, None]
+        bounds = torch.cat([torch.zeros_like(ones), cumulative, ones], dim=1)  # (B, 6)
+        # Clamp before the log: far-apart thresholds can make a difference underflow.
+        return torch.log((bounds[:, 1:] - bounds[:, :-1]).clamp_min(1e-7))  # (B, 5)
+
+
 @dataclass(frozen=True)
 class NeuMFConfig:
     """Everything needed to rebuild a :class:`NeuMF` model.
@@ -74,6 +156,9 @@ class NeuMFConfig:
         the baseline predictor of :cite:`koren2009`.
     task : {"regression", "classification"}
         One output (a rating) or five (logits over ratings 1..5).
+    classifier : {"softmax", "cumulative"}
+        For classification, independent logits per rating or the ordered
+        cumulative-link model (see :class:`RatingOutput`).
     rating_offset : float
         Starting value of the global offset, usually the mean training rating.
     """
@@ -88,6 +173,7 @@ class NeuMFConfig:
     embedding_noise: float = 0.05
     use_bias: bool = True
     task: Task = "regression"
+    classifier: Classifier = "softmax"
     rating_offset: float = 3.5
 
     def __post_init__(self) -> None:
@@ -111,6 +197,7 @@ class NeuMFConfig:
         check_bool("batch_norm", self.batch_norm)
         check_bool("use_bias", self.use_bias)
         check_choice("task", self.task, ("regression", "classification"))
+        check_choice("classifier", self.classifier, ("softmax", "cumulative"))
 
     def to_dict(self) -> dict:
         config = asdict(self)
@@ -136,8 +223,8 @@ class NeuMF(nn.Module):
 
     and a fusion layer maps their concatenation to the output,
     :math:`\hat r_{ui} = \mu + b_u + b_i + w^\top h([\phi^{GMF}; \phi^{MLP}])`
-    for regression (five logits instead of one number for classification,
-    where the biases are left out).
+    for regression; for classification :class:`RatingOutput` turns the same
+    hidden vector into five logits or a cumulative-link distribution.
     """
 
     def __init__(self, config: NeuMFConfig) -> None:
@@ -164,14 +251,15 @@ class NeuMF(nn.Module):
             dropout=c.dropout,
             batch_norm=c.batch_norm,
         )
-        n_outputs = 1 if c.task == "regression" else N_RATING_CLASSES
-        self.head = nn.Linear(c.fusion_size, n_outputs)
-
-        self.use_bias = c.use_bias and c.task == "regression"
-        if self.use_bias:
-            self.user_bias = nn.Embedding(c.n_users, 1)
-            self.item_bias = nn.Embedding(c.n_items, 1)
-            self.offset = nn.Parameter(torch.tensor(float(c.rating_offset)))
+        self.output = RatingOutput(
+            c.fusion_size,
+            c.n_users,
+            c.n_items,
+            task=c.task,
+            classifier=c.classifier,
+            use_bias=c.use_bias,
+            rating_offset=c.rating_offset,
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -179,14 +267,12 @@ class NeuMF(nn.Module):
         # training is dominated by the biases, as in biased matrix factorisation.
         for table in (self.user_gmf, self.item_gmf, self.user_mlp, self.item_mlp):
             nn.init.normal_(table.weight, std=0.05)
-        if self.use_bias:
-            nn.init.zeros_(self.user_bias.weight)
-            nn.init.zeros_(self.item_bias.weight)
 
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """Predict for index tensors of shape (batch,).
 
-        Returns shape (batch,) for regression, (batch, 5) logits for classification.
+        Returns shape (batch,) for regression, (batch, 5) logits for
+        classification (log-probabilities for the cumulative classifier).
         """
         gmf = self.noise(self.user_gmf(user)) * self.noise(
             self.item_gmf(item)
@@ -195,18 +281,8 @@ class NeuMF(nn.Module):
             [self.noise(self.user_mlp(user)), self.noise(self.item_mlp(item))], dim=1
         )
         mlp = self.mlp(mlp_in)  # (B, mlp_layers[-1])
-        out = self.head(self.fusion(torch.cat([gmf, mlp], dim=1)))  # (B, n_outputs)
-        if self.config.task == "classification":
-            return out
-        out = out.squeeze(1)
-        if self.use_bias:
-            out = (
-                out
-                + self.offset
-                + self.user_bias(user).squeeze(1)
-                + self.item_bias(item).squeeze(1)
-            )
-        return out
+        hidden = self.fusion(torch.cat([gmf, mlp], dim=1))  # (B, fusion_size)
+        return self.output(hidden, user, item)
 
 
 def neumf_builder(n_users: int, n_items: int, **options) -> Callable[[float], NeuMF]:

@@ -95,6 +95,7 @@ class RunParameters:
     valid_fraction: float = 0.1
     device: str = "cpu"
     n_threads: int = 1
+    class_weighting: bool = False
 
     def __post_init__(self) -> None:
         check_int("seed", self.seed, minimum=0)
@@ -113,6 +114,7 @@ class RunParameters:
             _fail("valid_fraction", self.valid_fraction, "use a number in (0, 0.5]")
         check_bool("batch_norm", self.batch_norm)
         check_bool("early_stopping", self.early_stopping)
+        check_bool("class_weighting", self.class_weighting)
         check_choice("device", self.device, DEVICES)
 
     def to_dict(self) -> dict:

@@ -161,3 +161,39 @@ def per_rating_metrics(report: RatingReport) -> plt.Figure:
     ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def cross_validation(table: pd.DataFrame) -> plt.Figure:
+    """Every metric over the canonical folds: mean as a bar, spread as an error bar.
+
+    ``table`` has one row per fold, as :meth:`CrossValidation.table` returns.
+    Each fold's value is drawn as a dot on its bar.
+    """
+    groups = (
+        ("Rating error", ["rmse", "mae"], ["RMSE", "MAE"]),
+        (
+            "Classes",
+            ["accuracy", "precision", "recall", "f1", "f1_weighted"],
+            ["accuracy", "precision", "recall", "F1 macro", "F1 weighted"],
+        ),
+        (
+            "ROC AUC per rating",
+            [f"auc_{r}" for r in RATINGS],
+            [str(r) for r in RATINGS],
+        ),
+    )
+    fig, axes = plt.subplots(
+        1, 3, figsize=(WIDTH * 1.3, 3.8), gridspec_kw={"width_ratios": [2, 5, 5]}
+    )
+    for ax, (title, columns, labels) in zip(axes, groups, strict=True):
+        values = table[columns].astype(float)
+        positions = np.arange(len(columns))
+        ax.bar(positions, values.mean(), yerr=values.std(ddof=1), capsize=4, alpha=0.7)
+        for position, column in zip(positions, columns, strict=True):
+            jitter = np.linspace(-0.15, 0.15, len(values))
+            ax.scatter(position + jitter, values[column], color="black", s=10, zorder=3)
+        ax.set_xticks(positions, labels, rotation=30 if len(columns) > 3 else 0)
+        ax.set(title=title)
+    axes[0].set_ylabel(f"mean ± std over {len(table)} folds (dots: folds)")
+    fig.tight_layout()
+    return fig

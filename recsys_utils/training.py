@@ -98,6 +98,8 @@ class TrainConfig:
     # One thread: as fast as two for models this small, and immune to
     # oversubscription when several processes share the cores.
     n_threads: int | None = 1
+    # Classification only: weigh each rating inversely to its frequency.
+    class_weighting: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,20 @@ class FitResult:
     stopped_early: bool
 
 
-def _loss_fn(task: str) -> nn.Module:
-    return nn.MSELoss() if task == "regression" else nn.CrossEntropyLoss()
+def _loss_fn(task: str, class_weight: torch.Tensor | None = None) -> nn.Module:
+    if task == "regression":
+        return nn.MSELoss()
+    return nn.CrossEntropyLoss(weight=class_weight)
+
+
+def balanced_class_weights(rating: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy weights n / (5 n_r): each rating weighs the same in total.
+
+    A rating absent from ``rating`` gets weight 0 rather than infinity.
+    """
+    counts = torch.bincount(rating.long() - 1, minlength=5).to(torch.float32)
+    weights = len(rating) / (5 * counts)
+    return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 
 def _target(batch_rating: torch.Tensor, task: str) -> torch.Tensor:
@@ -150,10 +164,12 @@ def predict(model: nn.Module, data: RatingTensors) -> np.ndarray:
     return out.clamp(1.0, 5.0).cpu().numpy()
 
 
-def _validate(model: nn.Module, data: RatingTensors) -> dict[str, float]:
+def _validate(
+    model: nn.Module, data: RatingTensors, loss_fn: nn.Module
+) -> dict[str, float]:
     task = model.config.task
     out = _outputs(model, data)
-    loss = _loss_fn(task)(out, _target(data.rating, task)).item()
+    loss = loss_fn(out, _target(data.rating, task)).item()
     if task == "classification":
         rating = torch.softmax(out, dim=1) @ torch.arange(1.0, 6.0, device=out.device)
     else:
@@ -183,7 +199,10 @@ def fit(
     """
     task = model.config.task
     monitor = "val_rmse" if task == "regression" else "val_loss"
-    loss_fn = _loss_fn(task)
+    class_weight = None
+    if config.class_weighting and task == "classification":
+        class_weight = balanced_class_weights(train.rating)
+    loss_fn = _loss_fn(task, class_weight)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -215,7 +234,7 @@ def fit(
             record = {
                 "epoch": epoch,
                 "train_loss": total / n_train,
-                **_validate(model, valid),
+                **_validate(model, valid, loss_fn),
             }
             record["seconds"] = time.perf_counter() - epoch_start
             history.append(record)

@@ -142,7 +142,7 @@ def test_builder_checks_options_before_building() -> None:
 
 def test_builder_sets_the_rating_offset() -> None:
     model = neumf_builder(N_USERS, N_ITEMS, **TINY)(3.25)
-    assert model.offset.item() == 3.25
+    assert model.output.offset.item() == 3.25
     assert model.config.rating_offset == 3.25
 
 
@@ -354,3 +354,29 @@ def test_fit_restores_torch_thread_count(planted):
     before = torch.get_num_threads()
     quiet_fit(tiny_model(), *planted, n_epochs=1, n_threads=before + 1)
     assert torch.get_num_threads() == before
+
+
+def test_cumulative_classifier_gives_ordered_probabilities() -> None:
+    model = tiny_model("classification", classifier="cumulative").eval()
+    log_proba = model(torch.arange(8), torch.arange(8))
+    proba = log_proba.exp()
+    assert proba.shape == (8, 5)
+    assert torch.allclose(proba.sum(dim=1), torch.ones(8), atol=1e-5)
+    thresholds = model.output.thresholds()
+    assert torch.all(thresholds[1:] > thresholds[:-1])
+
+
+def test_cumulative_classifier_starts_centred_on_the_offset() -> None:
+    # With the score at 3.0 and thresholds 1.5..4.5, rating 3 is the likeliest.
+    model = tiny_model("classification", classifier="cumulative", rating_offset=3.0)
+    with torch.no_grad():
+        model.output.linear.weight.zero_()
+        model.output.linear.bias.zero_()
+    proba = model.eval()(torch.arange(4), torch.arange(4)).exp()
+    assert torch.all(proba.argmax(dim=1) == 2)
+
+
+def test_cumulative_classifier_learns(planted) -> None:
+    model = tiny_model("classification", classifier="cumulative", dropout=0.0)
+    result = quiet_fit(model, *planted, n_epochs=30, learning_rate=0.02, batch_size=128)
+    assert result.history["val_rmse"].min() < result.history["val_rmse"].iloc[0] - 0.2
