@@ -39,12 +39,17 @@ ModelBuilder = Callable[[float], nn.Module]
 
 @dataclass(frozen=True)
 class Outcome:
-    """A trained model, how it trained, and how it scored on the test part."""
+    """A trained model, how it trained, and how it scored.
+
+    ``valid_report`` scores the validation part, the only score that may
+    choose between models; ``report`` scores the test part, for the record.
+    """
 
     split: Split
     fit: FitResult
     report: RatingReport
     predictions: pd.DataFrame  # user_id, item_id, rating, prediction[, p1..p5]
+    valid_report: RatingReport
 
     def summary(self) -> dict:
         return {
@@ -54,6 +59,7 @@ class Outcome:
             "best_epoch": self.fit.best_epoch,
             "train_seconds": round(self.fit.train_seconds, 3),
             "metrics": self.report.to_dict(),
+            "valid_metrics": self.valid_report.to_dict(),
         }
 
 
@@ -101,8 +107,21 @@ def run_experiment(
         model, train, valid, config, checkpoint_path=checkpoint_path, verbose=verbose
     )
 
-    output = predict(model, test)
-    predictions = parts.test[["user_id", "item_id", "rating"]].reset_index(drop=True)
+    report, predictions = score(model, parts.test, test)
+    valid_report, _ = score(model, parts.valid, valid)
+    return Outcome(parts, result, report, predictions, valid_report)
+
+
+def score(
+    model: nn.Module, ratings: pd.DataFrame, tensors: RatingTensors
+) -> tuple[RatingReport, pd.DataFrame]:
+    """Predict ``ratings`` and score the predictions; return the report and a table.
+
+    The table holds user_id, item_id, rating and prediction (the expected
+    rating for a classifier, whose class probabilities follow as p1..p5).
+    """
+    output = predict(model, tensors)
+    predictions = ratings[["user_id", "item_id", "rating"]].reset_index(drop=True)
     y_true = predictions["rating"].to_numpy()
     if output.ndim == 2:
         report = rating_report(y_true, proba=output)
@@ -112,7 +131,38 @@ def run_experiment(
     else:
         report = rating_report(y_true, y_pred=output)
         predictions["prediction"] = output
-    return Outcome(parts, result, report, predictions)
+    return report, predictions
+
+
+def select_variant(outcomes: dict[str, Outcome], *, mae_tolerance: float = 0.01) -> str:
+    """Choose a variant on validation data only, without giving up MAE for F1.
+
+    Among the variants whose validation MAE is within ``mae_tolerance`` of the
+    best validation MAE, the one with the highest validation macro F1 wins
+    (NaN F1 counts as lowest). Ties go to the first variant given.
+    """
+    best_mae = min(o.valid_report.mae for o in outcomes.values())
+    eligible = [
+        n for n, o in outcomes.items() if o.valid_report.mae <= best_mae + mae_tolerance
+    ]
+
+    def f1(name: str) -> float:
+        value = outcomes[name].valid_report.f1
+        return -math.inf if math.isnan(value) else value
+
+    return max(eligible, key=f1)
+
+
+def variants_table(outcomes: dict[str, Outcome]) -> pd.DataFrame:
+    """Validation metrics of each variant, one row each."""
+    rows = {
+        name: {
+            "epochs": o.fit.epochs_run,
+            **{f"val {k}": v for k, v in o.valid_report.summary().items()},
+        }
+        for name, o in outcomes.items()
+    }
+    return pd.DataFrame(rows).T
 
 
 #: Metrics of the cross-validation table, in display order.

@@ -90,3 +90,29 @@ def verdicts(model: str, measured: dict) -> pd.Series:
         else:
             out[metric] = "worse"
     return pd.Series(out, name="versus the original")
+
+
+def per_rating_comparison(model: str, measured: dict) -> pd.DataFrame:
+    """Per-rating ROC AUC and F1, measured beside the original study's.
+
+    ``measured`` is a results dict with ``auc`` and ``f1_per_rating`` keyed by
+    rating (ints or strings).
+    """
+    original = original_study(model)
+    rows = {}
+    for key, label in (("auc", "ROC AUC"), ("f1_per_rating", "F1")):
+        ours = {int(r): v for r, v in measured[key].items()}
+        rows[f"{label}, this book"] = ours
+        rows[f"{label}, original study"] = original[key]
+    return pd.DataFrame(rows).T.rename_axis(columns="rating")
+
+
+def verdict_sentence(model: str, measured: dict) -> str:
+    """One sentence saying where ``measured`` beats, matches or trails the original."""
+    verdict = verdicts(model, measured)
+    groups = {
+        kind: [m for m, v in verdict.items() if v == kind]
+        for kind in ("better", "equal", "worse", "undefined")
+    }
+    parts = [f"{kind} on {', '.join(groups[kind])}" for kind in groups if groups[kind]]
+    return "At the original study's two decimals, it is " + "; ".join(parts) + "."

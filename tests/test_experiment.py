@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,10 +13,12 @@ import pytest
 from recsys_utils.data import IdIndex
 from recsys_utils.experiment import (
     Outcome,
+    cross_validate,
     load_results,
     run_experiment,
     save_predictions,
     save_results,
+    select_variant,
 )
 from recsys_utils.models import neumf_builder
 from recsys_utils.params import RunParameters
@@ -144,3 +147,60 @@ def test_no_partial_files_remain(regression, output_dir: Path) -> None:
 def test_load_results_of_chapter_not_run(output_dir: Path) -> None:
     with pytest.raises(FileNotFoundError, match="run the chapter 42_missing first"):
         load_results("42_missing")
+
+
+# --------------------------------------------------------------------------
+# Model choice on validation, and cross-validation
+
+
+def test_outcome_scores_the_validation_part_too(regression: Outcome) -> None:
+    valid = regression.split.valid
+    assert regression.valid_report.n == len(valid) == 10_000
+    assert regression.valid_report.rmse != regression.report.rmse
+
+
+def with_valid(outcome: Outcome, **metrics) -> Outcome:
+    return dataclasses.replace(
+        outcome, valid_report=dataclasses.replace(outcome.valid_report, **metrics)
+    )
+
+
+def test_select_variant_takes_best_f1_among_those_close_on_mae(regression) -> None:
+    outcomes = {
+        "best mae": with_valid(regression, mae=0.700, f1=0.30),
+        "close, better f1": with_valid(regression, mae=0.705, f1=0.35),
+        "far, best f1": with_valid(regression, mae=0.800, f1=0.50),
+    }
+    assert select_variant(outcomes, mae_tolerance=0.01) == "close, better f1"
+    assert select_variant(outcomes, mae_tolerance=0.0) == "best mae"
+    assert select_variant(outcomes, mae_tolerance=0.2) == "far, best f1"
+
+
+def test_select_variant_ranks_undefined_f1_last(regression) -> None:
+    outcomes = {
+        "undefined": with_valid(regression, mae=0.70, f1=float("nan")),
+        "defined": with_valid(regression, mae=0.70, f1=0.10),
+    }
+    assert select_variant(outcomes) == "defined"
+
+
+def test_cross_validation_covers_each_fold_and_reuses_done_ones(
+    movielens, regression: Outcome
+) -> None:
+    index = IdIndex.from_tables(movielens.users, movielens.items)
+    build = neumf_builder(index.n_users, index.n_items, **MODEL_OPTIONS)
+    params = dataclasses.replace(PARAMS, n_epochs=1)
+    cv = cross_validate(movielens, params, build, done={"u1": regression})
+
+    assert list(cv.folds) == ["u1", "u2", "u3", "u4", "u5"]
+    assert cv.folds["u1"] is regression
+    tests = [set(o.split.test.index) for o in cv.folds.values()]
+    assert set().union(*tests) == set(movielens.ratings.index)
+    table = cv.table()
+    assert table.shape[0] == 5 and {"rmse", "f1", "auc_1", "f1_5"} <= set(table.columns)
+    summary = cv.summary()
+    assert summary.loc["rmse", "mean"] == pytest.approx(table["rmse"].mean())
+    assert summary.loc["rmse", "std"] == pytest.approx(table["rmse"].std(ddof=1))
+    assert summary.loc["rmse", "std"] > 0
+    document = cv.to_dict()
+    assert set(document) >= {"folds", "mean", "std", "epochs_run", "train_seconds"}

@@ -6,7 +6,12 @@ import math
 
 import pytest
 
-from recsys_utils.reference import compare_with_original, original_study, verdicts
+from recsys_utils.reference import (
+    compare_with_original,
+    original_study,
+    verdict_sentence,
+    verdicts,
+)
 
 
 def test_original_row_holds_the_published_table_values():
@@ -43,3 +48,13 @@ def test_comparison_table_puts_the_original_last():
     table = compare_with_original("autoencoder", measured)
     assert list(table.index) == ["ours", "original study"]
     assert table.loc["original study", "rmse"] == 0.92
+
+
+def test_verdict_sentence_names_each_group():
+    measured = {"accuracy": 0.45, "precision": 0.50, "recall": 0.30, "f1": None,
+                "mae": 0.70, "rmse": 0.95}  # fmt: skip
+    sentence = verdict_sentence("ncf_regression", measured)
+    assert "better on accuracy, mae" in sentence
+    assert "equal on precision" in sentence
+    assert "worse on recall, rmse" in sentence
+    assert "undefined on f1" in sentence
