@@ -6,6 +6,7 @@ import sys
 import warnings
 
 from recsys_utils.plots import use_book_style
+from recsys_utils.training import FitResult
 
 _shown: set[str] = set()
 
@@ -28,3 +29,54 @@ def setup_chapter() -> None:
     use_book_style()
     _shown.clear()
     warnings.showwarning = _show_inline
+
+
+def stopping_note(fit: FitResult) -> str:
+    """How a run ended: stopped early, or at the epoch limit (still improving or not)."""
+    if fit.stopped_early:
+        return f"stopped early; best epoch {fit.best_epoch} of {fit.epochs_run}"
+    if fit.best_epoch == fit.epochs_run:
+        return f"reached the limit of {fit.epochs_run} epochs while still improving"
+    return f"ran all {fit.epochs_run} epochs; best epoch {fit.best_epoch}"
+
+
+def describe_training(fit: FitResult, *, patience: int, loss_name: str = "loss") -> str:
+    """A few sentences on a training history, every figure read from it."""
+    history = fit.history
+    falls = int((history["train_loss"].diff() < 0).sum())
+    steps = len(history) - 1
+    sentences = [
+        f"The training {loss_name} fell from one epoch to the next {falls} times out of "
+        f"{steps}."
+        if steps
+        else "Training ran for a single epoch."
+    ]
+    if fit.stopped_early:
+        sentences.append(
+            f"The validation error was lowest at epoch {fit.best_epoch}, and after "
+            f"{patience} epochs without improvement training stopped."
+        )
+    elif fit.best_epoch == fit.epochs_run:
+        sentences.append(
+            f"The validation error was still improving at the last epoch "
+            f"({fit.epochs_run}): more epochs could lower it further."
+        )
+    else:
+        sentences.append(
+            f"The validation error was lowest at epoch {fit.best_epoch}; training ran "
+            f"for all {fit.epochs_run} epochs."
+        )
+    if (history["val_loss"] < history["train_loss"]).any():
+        sentences.append(
+            f"In some epochs the validation {loss_name} is below the training "
+            f"{loss_name}: dropout and embedding noise act only while training."
+        )
+    gap = history["val_loss"].iloc[-1] - history["train_loss"].iloc[-1]
+    if fit.best_epoch < fit.epochs_run and gap > 0:
+        sentences.append(
+            f"By the last epoch the validation {loss_name} exceeded the training "
+            f"{loss_name} by {gap:.3f}: past the best epoch, training fits the training "
+            f"ratings more than the task."
+        )
+    sentences.append(f"The weights kept are those of epoch {fit.best_epoch}.")
+    return " ".join(sentences)

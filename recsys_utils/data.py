@@ -414,6 +414,7 @@ def load_movielens_100k(
     DataSourceError
         When no source works; the message lists what was tried.
     """
+    data_dir_given = data_dir
     data_dir = Path(data_dir) if data_dir is not None else paths.data_dir()
     if folder is not None:
         return read_grouplens_folder(folder)
@@ -451,8 +452,13 @@ def load_movielens_100k(
 
     raise DataSourceError(
         "could not load MovieLens 100k; tried " + "; ".join(tried) + ". "
-        f"Unzip ml-100k.zip from grouplens.org so that {local}/u.data exists, "
-        f"or set ${paths.DATA_DIR_ENV} to a folder that holds ml-100k/."
+        f"Unzip ml-100k.zip from grouplens.org so that {local}/u.data exists"
+        + (
+            f", or set ${paths.DATA_DIR_ENV} to a folder holding ml-100k/ "
+            "(or the ml-100k-recbole/ cache this package writes)."
+            if data_dir_given is None
+            else "."
+        )
     )
 
 

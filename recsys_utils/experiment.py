@@ -25,11 +25,14 @@ from recsys_utils.models import count_parameters
 from recsys_utils.params import RunParameters, resolve_device
 from recsys_utils.splits import CANONICAL_FOLDS, Split, make_split
 from recsys_utils.training import (
+    Calibration,
     FitResult,
     RatingTensors,
     TrainConfig,
+    calibrate,
     fit,
     predict,
+    save_checkpoint,
     seeded,
 )
 
@@ -50,6 +53,7 @@ class Outcome:
     report: RatingReport
     predictions: pd.DataFrame  # user_id, item_id, rating, prediction[, p1..p5]
     valid_report: RatingReport
+    calibration: Calibration | None = None  # regressors only
 
     def summary(self) -> dict:
         return {
@@ -60,6 +64,11 @@ class Outcome:
             "train_seconds": round(self.fit.train_seconds, 3),
             "metrics": self.report.to_dict(),
             "valid_metrics": self.valid_report.to_dict(),
+            "calibration": (
+                {"shift": self.calibration.shift, "scale": self.calibration.scale}
+                if self.calibration
+                else None
+            ),
         }
 
 
@@ -106,10 +115,24 @@ def run_experiment(
     result = fit(
         model, train, valid, config, checkpoint_path=checkpoint_path, verbose=verbose
     )
+    calibration = None
+    if params.calibrate and model.config.task == "regression":
+        calibration = calibrate(
+            model, valid, rmse_tolerance=params.calibration_tolerance
+        )
+        if checkpoint_path is not None:  # the checkpoint must predict what we report
+            save_checkpoint(
+                checkpoint_path,
+                model,
+                meta={
+                    "epoch": result.best_epoch,
+                    "calibration": [calibration.shift, calibration.scale],
+                },
+            )
 
     report, predictions = score(model, parts.test, test)
     valid_report, _ = score(model, parts.valid, valid)
-    return Outcome(parts, result, report, predictions, valid_report)
+    return Outcome(parts, result, report, predictions, valid_report, calibration)
 
 
 def score(

@@ -55,7 +55,9 @@ class RatingOutput(nn.Module):
     r"""The last layer of every model: a hidden vector to a rating or to classes.
 
     * ``task="regression"``: a score
-      :math:`s = w^\top h + \mu + b_u + b_i` (biases optional), the rating.
+      :math:`s = w^\top h + \mu + b_u + b_i` (biases optional), then a
+      linear recalibration :math:`a + b s`, the identity while training
+      (see :func:`recsys_utils.training.calibrate`).
     * ``task="classification", classifier="softmax"``: five logits
       :math:`W h`, one per rating.
     * ``task="classification", classifier="cumulative"``: the ordered
@@ -90,6 +92,11 @@ class RatingOutput(nn.Module):
             nn.init.zeros_(self.item_bias.weight)
         if not self.softmax:
             self.offset = nn.Parameter(torch.tensor(float(rating_offset)))
+        if task == "regression":
+            # (shift, scale) of a linear recalibration fitted after training on
+            # validation data; the identity until then. A buffer, not a
+            # parameter: gradient descent never touches it.
+            self.register_buffer("calibration", torch.tensor([0.0, 1.0]))
         if task == "classification" and not self.softmax:
             # Thresholds start half-way between the ratings: 1.5, 2.5, 3.5, 4.5.
             self.first_threshold = nn.Parameter(torch.tensor(1.5))
@@ -119,7 +126,7 @@ class RatingOutput(nn.Module):
                 + self.item_bias(item).squeeze(1)
             )
         if self.task == "regression":
-            return score
+            return self.calibration[0] + self.calibration[1] * score
         cumulative = torch.sigmoid(
             self.thresholds()[None, :] - score[:, None]
         )  # (B, 4)
@@ -181,12 +188,18 @@ class NeuMFConfig:
             object.__setattr__(self, "mlp_layers", tuple(self.mlp_layers))
         for name in ("n_users", "n_items", "n_factors", "fusion_size"):
             check_int(name, getattr(self, name))
-        if not self.mlp_layers or any(
-            isinstance(w, bool) or not isinstance(w, int) or w < 1
-            for w in self.mlp_layers
+        layers = self.mlp_layers
+        if (
+            not isinstance(layers, tuple)
+            or not layers
+            or any(
+                isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in layers
+            )
         ):
             raise ParameterError(
-                f"parameter mlp_layers={self.mlp_layers!r} is not allowed: use a list of whole numbers >= 1"
+                f"parameter mlp_layers={layers!r} ({type(layers).__name__}) is not "
+                "allowed: use a list of whole numbers >= 1, such as [64, 32, 16] "
+                "(with papermill: -y 'mlp_layers: [64, 32, 16]')"
             )
         if self.mlp_layers[0] < 2:
             raise ParameterError(

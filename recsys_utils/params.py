@@ -96,6 +96,8 @@ class RunParameters:
     device: str = "cpu"
     n_threads: int = 1
     class_weighting: bool = False
+    calibrate: bool = True
+    calibration_tolerance: float = 0.005
 
     def __post_init__(self) -> None:
         check_int("seed", self.seed, minimum=0)
@@ -115,6 +117,8 @@ class RunParameters:
         check_bool("batch_norm", self.batch_norm)
         check_bool("early_stopping", self.early_stopping)
         check_bool("class_weighting", self.class_weighting)
+        check_bool("calibrate", self.calibrate)
+        check_float("calibration_tolerance", self.calibration_tolerance, 0.0, 1.0)
         check_choice("device", self.device, DEVICES)
 
     def to_dict(self) -> dict:

@@ -12,6 +12,7 @@ import copy
 import logging
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from torch import nn
 
 from recsys_utils._io import atomic_path
 from recsys_utils.data import IdIndex
+from recsys_utils.metrics import rating_report
 from recsys_utils.models import build_model
 
 logger = logging.getLogger(__name__)
@@ -285,6 +287,62 @@ def fit(
         epochs_run,
         train_seconds,
         stopped_early,
+    )
+
+
+# --------------------------------------------------------------------------
+# Recalibrating a regressor
+
+#: Candidate slopes of the recalibration.
+CALIBRATION_SCALES: tuple[float, ...] = tuple(round(1 + 0.05 * k, 2) for k in range(13))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The recalibration kept, and how every candidate slope did on validation."""
+
+    shift: float
+    scale: float
+    candidates: pd.DataFrame  # one row per slope: shift, val RMSE, val MAE, val F1
+
+
+def calibrate(
+    model: nn.Module,
+    valid: RatingTensors,
+    *,
+    rmse_tolerance: float = 0.005,
+    scales: tuple[float, ...] = CALIBRATION_SCALES,
+) -> Calibration:
+    r"""Fit the regressor's recalibration :math:`a + b\,s` on validation ratings.
+
+    Squared error and regularisation shrink a regressor's predictions towards
+    the mean, so that rounded predictions rarely reach the extreme ratings.
+    For each slope :math:`b` in ``scales`` the shift minimising squared error
+    is :math:`a = \overline{r - b s}`; among the slopes whose validation RMSE
+    is within ``rmse_tolerance`` of the best, the one with the highest
+    validation macro F1 of the rounded predictions is kept and written into
+    the model. With ``rmse_tolerance=0`` this is least squares on the grid.
+    """
+    model.output.calibration.copy_(torch.tensor([0.0, 1.0]))
+    score = _outputs(model, valid).cpu().numpy().astype(np.float64)
+    truth = valid.rating.cpu().numpy().astype(np.float64)
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined F1 is ranked below any number
+        for scale in scales:
+            shift = float(np.mean(truth - scale * score))
+            report = rating_report(truth, y_pred=np.clip(shift + scale * score, 1, 5))
+            rows.append((scale, shift, report.rmse, report.mae, report.f1))
+    candidates = pd.DataFrame(
+        rows, columns=["scale", "shift", "val RMSE", "val MAE", "val F1"]
+    )
+    eligible = candidates[
+        candidates["val RMSE"] <= candidates["val RMSE"].min() + rmse_tolerance
+    ]
+    best = eligible.loc[eligible["val F1"].fillna(-np.inf).idxmax()]
+    model.output.calibration.copy_(torch.tensor([best["shift"], best["scale"]]))
+    return Calibration(
+        float(best["shift"]), float(best["scale"]), candidates.set_index("scale")
     )
 
 

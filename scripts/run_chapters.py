@@ -69,6 +69,9 @@ def load_params(kind: str, stem: str) -> dict | None:
     return params
 
 
+BOOK_CHAPTERS = ROOT / "book" / "chapters"
+
+
 def absolutize_env() -> None:
     """Make the path variables absolute: the kernels run in notebooks/, not here."""
     for var in (OUTPUT_DIR_ENV, DATA_DIR_ENV):
@@ -141,8 +144,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        default=ROOT / "book" / "chapters",
-        help="folder for the executed notebooks",
+        default=BOOK_CHAPTERS,
+        help="folder for the executed notebooks; unless $RECSYS_OUTPUT_DIR is set, "
+        "the chapters' results, plots and checkpoints go there too",
     )
     parser.add_argument(
         "--prepare-only",
@@ -154,6 +158,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Only the book's own build may write the published results/, plots/, ...
+    if args.out.resolve() != BOOK_CHAPTERS and not os.environ.get(OUTPUT_DIR_ENV):
+        os.environ[OUTPUT_DIR_ENV] = str(args.out.resolve())
     absolutize_env()
     args.out.mkdir(parents=True, exist_ok=True)
     for src in chapter_paths(args.chapters):

@@ -195,7 +195,16 @@ def test_empty_cache_without_download_explains_what_was_tried(
     assert f"folder {tmp_path / 'ml-100k'}: absent" in message
     assert "download=False" in message
     assert "Unzip ml-100k.zip" in message
-    assert "RECSYS_DATA_DIR" in message
+    # The folder was named explicitly: the variable would not change anything.
+    assert "RECSYS_DATA_DIR" not in message
+
+
+def test_empty_default_cache_points_at_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataSourceError, match="set \\$RECSYS_DATA_DIR"):
+        load_movielens_100k(download=False)
 
 
 @pytest.fixture

@@ -204,3 +204,10 @@ def test_cross_validation_covers_each_fold_and_reuses_done_ones(
     assert summary.loc["rmse", "std"] > 0
     document = cv.to_dict()
     assert set(document) >= {"folds", "mean", "std", "epochs_run", "train_seconds"}
+
+
+def test_written_files_are_readable_by_others(output_dir: Path) -> None:
+    from recsys_utils._io import write_text_atomic
+
+    path = write_text_atomic(output_dir / "results" / "x.json", "{}")
+    assert path.stat().st_mode & 0o044 == 0o044

@@ -20,6 +20,7 @@ from recsys_utils.training import (
     CheckpointError,
     RatingTensors,
     TrainConfig,
+    calibrate,
     fit,
     load_checkpoint,
     predict,
@@ -380,3 +381,57 @@ def test_cumulative_classifier_learns(planted) -> None:
     model = tiny_model("classification", classifier="cumulative", dropout=0.0)
     result = quiet_fit(model, *planted, n_epochs=30, learning_rate=0.02, batch_size=128)
     assert result.history["val_rmse"].min() < result.history["val_rmse"].iloc[0] - 0.2
+
+
+def shrunk_regressor(planted):
+    """A regressor trained briefly with heavy weight decay: shrunk to the mean."""
+    model = tiny_model(dropout=0.0, rating_offset=3.0)
+    quiet_fit(model, *planted, n_epochs=15, learning_rate=0.02, weight_decay=0.02)
+    return model
+
+
+def test_calibration_is_identity_until_fitted(planted) -> None:
+    model = tiny_model()
+    assert model.output.calibration.tolist() == [0.0, 1.0]
+
+
+def test_calibration_least_squares_does_not_raise_validation_error(planted) -> None:
+    train, valid = planted
+    model = shrunk_regressor(planted)
+    before = float(
+        np.sqrt(np.mean((predict(model, valid) - valid.rating.numpy()) ** 2))
+    )
+    result = calibrate(model, valid, rmse_tolerance=0.0)
+    after = float(np.sqrt(np.mean((predict(model, valid) - valid.rating.numpy()) ** 2)))
+    assert result.candidates["val RMSE"].min() == pytest.approx(
+        result.candidates.loc[result.scale, "val RMSE"]
+    )
+    assert after <= before + 1e-6
+    assert model.output.calibration.tolist() == pytest.approx(
+        [result.shift, result.scale]
+    )
+
+
+def test_calibration_trades_within_tolerance_for_f1(planted) -> None:
+    _, valid = planted
+    model = shrunk_regressor(planted)
+    strict = calibrate(model, valid, rmse_tolerance=0.0)
+    loose = calibrate(model, valid, rmse_tolerance=0.05)
+    table = loose.candidates
+    assert table.loc[loose.scale, "val RMSE"] <= table["val RMSE"].min() + 0.05
+    assert table.loc[loose.scale, "val F1"] >= table.loc[strict.scale, "val F1"]
+
+
+def test_calibration_survives_a_checkpoint(planted, tmp_path: Path) -> None:
+    _, valid = planted
+    model = shrunk_regressor(planted)
+    calibrate(model, valid, rmse_tolerance=0.05)
+    save_checkpoint(tmp_path / "m.pt", model)
+    reloaded, _ = load_checkpoint(tmp_path / "m.pt")
+    assert np.array_equal(predict(reloaded, valid), predict(model, valid))
+
+
+@pytest.mark.parametrize("layers", [64, "[64, 32]", [], [64, "a"]])
+def test_mlp_layers_that_are_not_a_list_of_widths_are_refused(layers) -> None:
+    with pytest.raises(ParameterError, match="mlp_layers=.*-y 'mlp_layers"):
+        NeuMFConfig(N_USERS, N_ITEMS, mlp_layers=layers)
