@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import warnings
 
+import pandas as pd
+
 from recsys_utils.plots import use_book_style
 from recsys_utils.training import FitResult
 
@@ -46,8 +48,8 @@ def describe_training(fit: FitResult, *, patience: int, loss_name: str = "loss")
     falls = int((history["train_loss"].diff() < 0).sum())
     steps = len(history) - 1
     sentences = [
-        f"The training {loss_name} fell from one epoch to the next {falls} times out of "
-        f"{steps}."
+        f"The training {loss_name} fell from one epoch to the next in {falls} of "
+        f"{steps} epochs."
         if steps
         else "Training ran for a single epoch."
     ]
@@ -80,3 +82,25 @@ def describe_training(fit: FitResult, *, patience: int, loss_name: str = "loss")
         )
     sentences.append(f"The weights kept are those of epoch {fit.best_epoch}.")
     return " ".join(sentences)
+
+
+_LABELS = {"rmse": "RMSE", "mae": "MAE", "accuracy": "accuracy", "f1": "macro F1"}
+
+
+def paired_sentence(paired: pd.DataFrame, metric: str, *, alpha: float = 0.05) -> str:
+    """Read one row of :func:`recsys_utils.experiment.paired_fold_comparison` aloud."""
+    row = paired.loc[metric]
+    change, p_value = row["mean difference"], row["p-value (paired t)"]
+    lower_is_better = metric in ("rmse", "mae")
+    if change == 0:
+        return f"{_LABELS.get(metric, metric)} is unchanged"
+    better = change < 0 if lower_is_better else change > 0
+    verdict = (
+        "consistent over the folds"
+        if p_value < alpha
+        else "within the noise of five folds"
+    )
+    return (
+        f"{_LABELS.get(metric, metric)} {'improves' if better else 'worsens'} by "
+        f"{abs(change):.4f} on average (p = {p_value:.3f}, {verdict})"
+    )

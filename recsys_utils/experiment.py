@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from torch import nn
 
 from recsys_utils import paths
@@ -324,3 +325,39 @@ def load_results(chapter: str) -> dict:
             f"{path} is missing; run the chapter {chapter} first (make book)"
         )
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def paired_fold_comparison(
+    baseline: dict,
+    candidate: CrossValidation,
+    metrics: tuple[str, ...] = ("rmse", "mae", "accuracy", "f1"),
+) -> pd.DataFrame:
+    """Compare two models fold by fold over the same canonical folds.
+
+    ``baseline`` is the ``cross_validation`` entry of another chapter's
+    results file. For each metric: both means, the mean and standard
+    deviation of the per-fold difference (candidate - baseline), and the
+    two-sided p-value of a paired t-test over the folds. With five folds the
+    test has four degrees of freedom: only a difference that is consistent
+    across folds comes out significant.
+    """
+    folds = list(candidate.folds)
+    missing = [fold for fold in folds if fold not in baseline["folds"]]
+    if missing:
+        raise ValueError(f"the baseline has no results for folds {missing}")
+    table = candidate.table()
+    rows = {}
+    for metric in metrics:
+        ours = table.loc[folds, metric].astype(float).to_numpy()
+        theirs = np.array(
+            [baseline["folds"][fold][metric] for fold in folds], dtype=float
+        )
+        difference = ours - theirs
+        rows[metric] = {
+            "baseline": theirs.mean(),
+            "this model": ours.mean(),
+            "mean difference": difference.mean(),
+            "std of difference": difference.std(ddof=1),
+            "p-value (paired t)": float(stats.ttest_rel(ours, theirs).pvalue),
+        }
+    return pd.DataFrame(rows).T

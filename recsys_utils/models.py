@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from recsys_utils.features import Features
 from recsys_utils.params import (
     ParameterError,
     check_bool,
@@ -168,6 +169,11 @@ class NeuMFConfig:
         cumulative-link model (see :class:`RatingOutput`).
     rating_offset : float
         Starting value of the global offset, usually the mean training rating.
+    n_user_features, n_item_features : int
+        Widths of the content features of users and movies (0: none, the pure
+        collaborative model). With features, the model is the hybrid one.
+    feature_size : int
+        Width of the small branch that reads each kind of feature.
     """
 
     n_users: int
@@ -182,12 +188,17 @@ class NeuMFConfig:
     task: Task = "regression"
     classifier: Classifier = "softmax"
     rating_offset: float = 3.5
+    n_user_features: int = 0
+    n_item_features: int = 0
+    feature_size: int = 16
 
     def __post_init__(self) -> None:
         if isinstance(self.mlp_layers, list):  # papermill and JSON hand over lists
             object.__setattr__(self, "mlp_layers", tuple(self.mlp_layers))
-        for name in ("n_users", "n_items", "n_factors", "fusion_size"):
+        for name in ("n_users", "n_items", "n_factors", "fusion_size", "feature_size"):
             check_int(name, getattr(self, name))
+        for name in ("n_user_features", "n_item_features"):
+            check_int(name, getattr(self, name), minimum=0)
         layers = self.mlp_layers
         if (
             not isinstance(layers, tuple)
@@ -238,9 +249,19 @@ class NeuMF(nn.Module):
     :math:`\hat r_{ui} = \mu + b_u + b_i + w^\top h([\phi^{GMF}; \phi^{MLP}])`
     for regression; for classification :class:`RatingOutput` turns the same
     hidden vector into five logits or a cumulative-link distribution.
+
+    The hybrid model adds content features: fixed tables of user features
+    :math:`x_u` and movie features :math:`y_i`, each read by a small branch
+    of its own, whose outputs join the fusion layer's input,
+    :math:`h([\phi^{GMF}; \phi^{MLP}; g(x_u); g'(y_i)])`.
     """
 
-    def __init__(self, config: NeuMFConfig) -> None:
+    def __init__(
+        self,
+        config: NeuMFConfig,
+        user_features: torch.Tensor | None = None,
+        item_features: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         c = config
@@ -258,8 +279,30 @@ class NeuMF(nn.Module):
                 for n_in, n_out in zip(widths[:-1], widths[1:], strict=True)
             )
         )
+        # Content features: fixed tables (buffers, saved with the weights), each
+        # read by its own small branch before the fusion layer.
+        self.feature_nets = nn.ModuleDict()
+        for kind, n_rows, n_columns, table in (
+            ("user", c.n_users, c.n_user_features, user_features),
+            ("item", c.n_items, c.n_item_features, item_features),
+        ):
+            if n_columns == 0:
+                continue
+            if table is None:  # rebuilt from a checkpoint: load_state_dict fills it
+                table = torch.zeros(n_rows, n_columns)
+            if tuple(table.shape) != (n_rows, n_columns):
+                raise ValueError(
+                    f"{kind}_features has shape {tuple(table.shape)}; the configuration "
+                    f"expects ({n_rows}, {n_columns})"
+                )
+            self.register_buffer(
+                f"{kind}_features", torch.as_tensor(table, dtype=torch.float32)
+            )
+            self.feature_nets[kind] = mlp_block(
+                n_columns, c.feature_size, dropout=c.dropout, batch_norm=c.batch_norm
+            )
         self.fusion = mlp_block(
-            c.n_factors + widths[-1],
+            c.n_factors + widths[-1] + c.feature_size * len(self.feature_nets),
             c.fusion_size,
             dropout=c.dropout,
             batch_norm=c.batch_norm,
@@ -294,21 +337,37 @@ class NeuMF(nn.Module):
             [self.noise(self.user_mlp(user)), self.noise(self.item_mlp(item))], dim=1
         )
         mlp = self.mlp(mlp_in)  # (B, mlp_layers[-1])
-        hidden = self.fusion(torch.cat([gmf, mlp], dim=1))  # (B, fusion_size)
+        parts = [gmf, mlp]
+        if "user" in self.feature_nets:
+            parts.append(self.feature_nets["user"](self.user_features[user]))
+        if "item" in self.feature_nets:
+            parts.append(self.feature_nets["item"](self.item_features[item]))
+        hidden = self.fusion(torch.cat(parts, dim=1))  # (B, fusion_size)
         return self.output(hidden, user, item)
 
 
-def neumf_builder(n_users: int, n_items: int, **options) -> Callable[[float], NeuMF]:
+def neumf_builder(
+    n_users: int, n_items: int, features: Features | None = None, **options
+) -> Callable[[float], NeuMF]:
     """A function that builds a fresh :class:`NeuMF` given the rating offset.
 
     ``options`` are :class:`NeuMFConfig` fields; they are checked at once.
+    With ``features`` the model is the hybrid one, reading both feature tables.
     """
+    if features is not None:
+        options = {
+            **options,
+            "n_user_features": features.user.shape[1],
+            "n_item_features": features.item.shape[1],
+        }
+        tables = (torch.as_tensor(features.user), torch.as_tensor(features.item))
+    else:
+        tables = (None, None)
     NeuMFConfig(n_users, n_items, **options)  # fail now, not after loading data
 
     def build(rating_offset: float) -> NeuMF:
-        return NeuMF(
-            NeuMFConfig(n_users, n_items, **options, rating_offset=rating_offset)
-        )
+        config = NeuMFConfig(n_users, n_items, **options, rating_offset=rating_offset)
+        return NeuMF(config, *tables)
 
     return build
 

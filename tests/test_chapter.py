@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import warnings
 
+import pandas as pd
 import pytest
 
-from recsys_utils.chapter import setup_chapter
+from recsys_utils.chapter import paired_sentence, setup_chapter
 from recsys_utils.metrics import UndefinedRatingMetricWarning
 
 
@@ -34,3 +35,19 @@ def test_warnings_print_to_stdout_once(capsys, restore_showwarning) -> None:
         "UndefinedRatingMetricWarning: rating 1 is never predicted",
         "UndefinedRatingMetricWarning: another message",
     ]
+
+
+def test_paired_sentence_reads_direction_and_significance() -> None:
+    paired = pd.DataFrame(
+        {
+            "mean difference": [-0.012, -0.004, 0.0],
+            "p-value (paired t)": [0.01, 0.4, 1.0],
+        },
+        index=["rmse", "f1", "mae"],
+    )
+    assert paired_sentence(paired, "rmse") == (
+        "RMSE improves by 0.0120 on average (p = 0.010, consistent over the folds)"
+    )
+    assert paired_sentence(paired, "f1").startswith("macro F1 worsens by 0.0040")
+    assert "within the noise" in paired_sentence(paired, "f1")
+    assert paired_sentence(paired, "mae") == "MAE is unchanged"

@@ -15,6 +15,7 @@ from recsys_utils.experiment import (
     Outcome,
     cross_validate,
     load_results,
+    paired_fold_comparison,
     run_experiment,
     save_predictions,
     save_results,
@@ -184,14 +185,17 @@ def test_select_variant_ranks_undefined_f1_last(regression) -> None:
     assert select_variant(outcomes) == "defined"
 
 
-def test_cross_validation_covers_each_fold_and_reuses_done_ones(
-    movielens, regression: Outcome
-) -> None:
+@pytest.fixture(scope="module")
+def cv(movielens, regression: Outcome):
     index = IdIndex.from_tables(movielens.users, movielens.items)
     build = neumf_builder(index.n_users, index.n_items, **MODEL_OPTIONS)
     params = dataclasses.replace(PARAMS, n_epochs=1)
-    cv = cross_validate(movielens, params, build, done={"u1": regression})
+    return cross_validate(movielens, params, build, done={"u1": regression})
 
+
+def test_cross_validation_covers_each_fold_and_reuses_done_ones(
+    movielens, regression: Outcome, cv
+) -> None:
     assert list(cv.folds) == ["u1", "u2", "u3", "u4", "u5"]
     assert cv.folds["u1"] is regression
     tests = [set(o.split.test.index) for o in cv.folds.values()]
@@ -211,3 +215,25 @@ def test_written_files_are_readable_by_others(output_dir: Path) -> None:
 
     path = write_text_atomic(output_dir / "results" / "x.json", "{}")
     assert path.stat().st_mode & 0o044 == 0o044
+
+
+def test_paired_comparison_by_hand(cv) -> None:
+    baseline = cv.to_dict()
+    # A baseline worse by 0.01, 0.02, ..., 0.05 RMSE on folds u1..u5.
+    for k, fold in enumerate(baseline["folds"].values(), start=1):
+        fold["rmse"] += 0.01 * k
+    table = paired_fold_comparison(baseline, cv, metrics=("rmse", "mae"))
+    assert table.loc["rmse", "mean difference"] == pytest.approx(-0.03)
+    assert table.loc["rmse", "std of difference"] == pytest.approx(
+        np.std([1, 2, 3, 4, 5], ddof=1) / 100
+    )
+    # t = -0.03 / (0.0158 / sqrt 5) = -4.24 with 4 degrees of freedom
+    assert table.loc["rmse", "p-value (paired t)"] == pytest.approx(0.0132, abs=5e-4)
+    assert table.loc["mae", "mean difference"] == pytest.approx(0.0)
+
+
+def test_paired_comparison_needs_the_same_folds(cv) -> None:
+    baseline = cv.to_dict()
+    del baseline["folds"]["u3"]
+    with pytest.raises(ValueError, match="u3"):
+        paired_fold_comparison(baseline, cv)
