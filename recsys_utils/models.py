@@ -37,16 +37,61 @@ class GaussianNoise(nn.Module):
 
 
 def mlp_block(
-    n_in: int, n_out: int, *, dropout: float, batch_norm: bool
+    n_in: int,
+    n_out: int,
+    *,
+    dropout: float,
+    batch_norm: bool,
+    activation: type[nn.Module] = nn.ReLU,
 ) -> nn.Sequential:
-    """Linear -> (BatchNorm) -> ReLU -> (Dropout)."""
+    """Linear -> (BatchNorm) -> activation -> (Dropout)."""
     layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
     if batch_norm:
         layers.append(nn.BatchNorm1d(n_out))
-    layers.append(nn.ReLU())
+    layers.append(activation())
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
+
+
+def register_features(
+    model: nn.Module,
+    config,
+    user_features: torch.Tensor | None,
+    item_features: torch.Tensor | None,
+) -> list[str]:
+    """Attach the content-feature tables as buffers; return the kinds attached.
+
+    Buffers are saved with the weights, so a model rebuilt from a checkpoint
+    gets zeros here and its tables back from ``load_state_dict``.
+    """
+    kinds = []
+    for kind, n_rows, n_columns, table in (
+        ("user", config.n_users, config.n_user_features, user_features),
+        ("item", config.n_items, config.n_item_features, item_features),
+    ):
+        if n_columns == 0:
+            continue
+        if table is None:
+            table = torch.zeros(n_rows, n_columns)
+        if tuple(table.shape) != (n_rows, n_columns):
+            raise ValueError(
+                f"{kind}_features has shape {tuple(table.shape)}; the configuration "
+                f"expects ({n_rows}, {n_columns})"
+            )
+        model.register_buffer(
+            f"{kind}_features", torch.as_tensor(table, dtype=torch.float32)
+        )
+        kinds.append(kind)
+    return kinds
+
+
+class RatingModel(nn.Module):
+    """Base of the book's models: ``forward(user, item)`` and a loss penalty."""
+
+    def penalty(self) -> torch.Tensor | float:
+        """A term added to the training loss (0 unless a model needs one)."""
+        return 0.0
 
 
 Classifier = Literal["softmax", "cumulative"]
@@ -137,6 +182,20 @@ class RatingOutput(nn.Module):
         return torch.log((bounds[:, 1:] - bounds[:, :-1]).clamp_min(1e-7))  # (B, 5)
 
 
+def check_widths(name: str, layers: object) -> None:
+    """Refuse anything but a non-empty tuple of positive whole numbers."""
+    if (
+        not isinstance(layers, tuple)
+        or not layers
+        or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in layers)
+    ):
+        raise ParameterError(
+            f"parameter {name}={layers!r} ({type(layers).__name__}) is not "
+            "allowed: use a list of whole numbers >= 1, such as [64, 32, 16] "
+            f"(with papermill: -y '{name}: [64, 32, 16]')"
+        )
+
+
 @dataclass(frozen=True)
 class NeuMFConfig:
     """Everything needed to rebuild a :class:`NeuMF` model.
@@ -199,19 +258,7 @@ class NeuMFConfig:
             check_int(name, getattr(self, name))
         for name in ("n_user_features", "n_item_features"):
             check_int(name, getattr(self, name), minimum=0)
-        layers = self.mlp_layers
-        if (
-            not isinstance(layers, tuple)
-            or not layers
-            or any(
-                isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in layers
-            )
-        ):
-            raise ParameterError(
-                f"parameter mlp_layers={layers!r} ({type(layers).__name__}) is not "
-                "allowed: use a list of whole numbers >= 1, such as [64, 32, 16] "
-                "(with papermill: -y 'mlp_layers: [64, 32, 16]')"
-            )
+        check_widths("mlp_layers", self.mlp_layers)
         if self.mlp_layers[0] < 2:
             raise ParameterError(
                 "parameter mlp_layers must start with a width >= 2 (two embeddings meet there)"
@@ -235,7 +282,7 @@ class NeuMFConfig:
         return cls(**config)
 
 
-class NeuMF(nn.Module):
+class NeuMF(RatingModel):
     r"""Neural matrix factorisation :cite:`he2017`, for explicit ratings.
 
     Two branches read their own user and item embeddings:
@@ -282,24 +329,12 @@ class NeuMF(nn.Module):
         # Content features: fixed tables (buffers, saved with the weights), each
         # read by its own small branch before the fusion layer.
         self.feature_nets = nn.ModuleDict()
-        for kind, n_rows, n_columns, table in (
-            ("user", c.n_users, c.n_user_features, user_features),
-            ("item", c.n_items, c.n_item_features, item_features),
-        ):
-            if n_columns == 0:
-                continue
-            if table is None:  # rebuilt from a checkpoint: load_state_dict fills it
-                table = torch.zeros(n_rows, n_columns)
-            if tuple(table.shape) != (n_rows, n_columns):
-                raise ValueError(
-                    f"{kind}_features has shape {tuple(table.shape)}; the configuration "
-                    f"expects ({n_rows}, {n_columns})"
-                )
-            self.register_buffer(
-                f"{kind}_features", torch.as_tensor(table, dtype=torch.float32)
-            )
+        for kind in register_features(self, c, user_features, item_features):
             self.feature_nets[kind] = mlp_block(
-                n_columns, c.feature_size, dropout=c.dropout, batch_norm=c.batch_norm
+                getattr(self, f"{kind}_features").shape[1],
+                c.feature_size,
+                dropout=c.dropout,
+                batch_norm=c.batch_norm,
             )
         self.fusion = mlp_block(
             c.n_factors + widths[-1] + c.feature_size * len(self.feature_nets),
@@ -372,7 +407,211 @@ def neumf_builder(
     return build
 
 
-MODELS: dict[str, tuple[type[nn.Module], type]] = {"NeuMF": (NeuMF, NeuMFConfig)}
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """Everything needed to rebuild an :class:`AutoencoderRecommender`.
+
+    Attributes
+    ----------
+    n_users, n_items : int
+        Rows of the embedding tables.
+    n_factors : int
+        Size of the user and of the item embedding.
+    encoder_layers : tuple of int
+        Widths of the encoder's layers, narrowing; the decoder mirrors them.
+    latent_size : int
+        Width of the latent code.
+    variational : bool
+        Encode a mean and a log-variance and sample the code with the
+        reparameterisation trick :cite:`kingma2014`, adding a weighted KL term
+        to the loss; otherwise a plain linear code.
+    kl_weight : float
+        Weight of the KL divergence in the loss.
+    residual : bool
+        Give the output layer the encoder's input as well as the decoder's
+        output: a path from input to output that skips the bottleneck.
+    dropout, batch_norm, embedding_noise, use_bias, task, classifier,
+    rating_offset, n_user_features, n_item_features
+        As in :class:`NeuMFConfig`.
+    """
+
+    n_users: int
+    n_items: int
+    n_factors: int = 32
+    encoder_layers: tuple[int, ...] = (64, 32)
+    latent_size: int = 16
+    variational: bool = True
+    kl_weight: float = 1e-3
+    residual: bool = True
+    dropout: float = 0.2
+    batch_norm: bool = True
+    embedding_noise: float = 0.05
+    use_bias: bool = True
+    task: Task = "regression"
+    classifier: Classifier = "softmax"
+    rating_offset: float = 3.5
+    n_user_features: int = 0
+    n_item_features: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.encoder_layers, list):
+            object.__setattr__(self, "encoder_layers", tuple(self.encoder_layers))
+        for name in ("n_users", "n_items", "n_factors", "latent_size"):
+            check_int(name, getattr(self, name))
+        for name in ("n_user_features", "n_item_features"):
+            check_int(name, getattr(self, name), minimum=0)
+        check_widths("encoder_layers", self.encoder_layers)
+        check_float("kl_weight", self.kl_weight, 0.0, 1e3)
+        check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
+        check_float("embedding_noise", self.embedding_noise, 0.0, 10.0)
+        for name in ("variational", "residual", "batch_norm", "use_bias"):
+            check_bool(name, getattr(self, name))
+        check_choice("task", self.task, ("regression", "classification"))
+        check_choice("classifier", self.classifier, ("softmax", "cumulative"))
+
+    def to_dict(self) -> dict:
+        config = asdict(self)
+        config["encoder_layers"] = list(self.encoder_layers)
+        return config
+
+    @classmethod
+    def from_dict(cls, config: dict) -> AutoencoderConfig:
+        return cls(**config)
+
+
+class AutoencoderRecommender(RatingModel):
+    r"""An autoencoder over a (user, movie) pair that decodes a rating.
+
+    The input :math:`x = [p_u; q_i; x_u; y_i]` (embeddings, then features
+    when given) is encoded by layers that narrow (linear, batch
+    normalisation, LeakyReLU, dropout) into a latent code :math:`z`. In the
+    variational version the encoder gives :math:`\mu` and
+    :math:`\log\sigma^2`, :math:`z = \mu + \sigma \odot \epsilon` while
+    training (:math:`z = \mu` at prediction), and the loss gains
+    :math:`\beta\,\mathrm{KL}(\mathcal N(\mu, \sigma^2)\,\|\,\mathcal N(0, I))`.
+    A decoder mirroring the encoder widens :math:`z` back; with ``residual``
+    the output layer reads :math:`[\mathrm{dec}(z); x]`, so information
+    that the bottleneck drops can still reach the rating.
+    """
+
+    # Log-variances are clamped here: exp() of a large value would overflow
+    # the KL term and the sampling noise.
+    LOGVAR_RANGE = (-10.0, 10.0)
+
+    def __init__(
+        self,
+        config: AutoencoderConfig,
+        user_features: torch.Tensor | None = None,
+        item_features: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = c = config
+        self.user_embedding = nn.Embedding(c.n_users, c.n_factors)
+        self.item_embedding = nn.Embedding(c.n_items, c.n_factors)
+        nn.init.normal_(self.user_embedding.weight, std=0.05)
+        nn.init.normal_(self.item_embedding.weight, std=0.05)
+        self.noise = GaussianNoise(c.embedding_noise)
+        self.kinds = register_features(self, c, user_features, item_features)
+        n_in = 2 * c.n_factors + c.n_user_features + c.n_item_features
+
+        def block(n_from: int, n_to: int) -> nn.Sequential:
+            return mlp_block(
+                n_from,
+                n_to,
+                dropout=c.dropout,
+                batch_norm=c.batch_norm,
+                activation=nn.LeakyReLU,
+            )
+
+        widths = (n_in, *c.encoder_layers)
+        self.encoder = nn.Sequential(
+            *(block(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
+        )
+        self.to_mean = nn.Linear(widths[-1], c.latent_size)
+        self.to_logvar = nn.Linear(widths[-1], c.latent_size) if c.variational else None
+        back = (c.latent_size, *reversed(c.encoder_layers))
+        self.decoder = nn.Sequential(
+            *(block(a, b) for a, b in zip(back[:-1], back[1:], strict=True))
+        )
+        self.output = RatingOutput(
+            back[-1] + (n_in if c.residual else 0),
+            c.n_users,
+            c.n_items,
+            task=c.task,
+            classifier=c.classifier,
+            use_bias=c.use_bias,
+            rating_offset=c.rating_offset,
+        )
+        self._kl = torch.tensor(0.0)
+
+    def _input(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        parts = [
+            self.noise(self.user_embedding(user)),
+            self.noise(self.item_embedding(item)),
+        ]
+        if "user" in self.kinds:
+            parts.append(self.user_features[user])
+        if "item" in self.kinds:
+            parts.append(self.item_features[item])
+        return torch.cat(parts, dim=1)  # (B, n_in)
+
+    def encode(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """The latent mean of each pair, shape (batch, latent_size)."""
+        return self.to_mean(self.encoder(self._input(user, item)))
+
+    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        x = self._input(user, item)
+        h = self.encoder(x)  # (B, encoder_layers[-1])
+        mean = self.to_mean(h)  # (B, latent_size)
+        if self.to_logvar is not None:
+            logvar = self.to_logvar(h).clamp(*self.LOGVAR_RANGE)
+            z = (
+                mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+                if self.training
+                else mean
+            )
+            kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum(dim=1)
+            self._kl = kl.mean()
+        else:
+            z = mean
+        decoded = self.decoder(z)  # (B, encoder_layers[0])
+        hidden = torch.cat([decoded, x], dim=1) if self.config.residual else decoded
+        return self.output(hidden, user, item)
+
+    def penalty(self) -> torch.Tensor | float:
+        """The weighted KL term of the last forward pass (0 without the variational layer)."""
+        if self.to_logvar is None:
+            return 0.0
+        return self.config.kl_weight * self._kl
+
+
+def autoencoder_builder(
+    n_users: int, n_items: int, features: Features | None = None, **options
+) -> Callable[[float], AutoencoderRecommender]:
+    """A function that builds a fresh :class:`AutoencoderRecommender` given the offset."""
+    tables = (None, None)
+    if features is not None:
+        options = {
+            **options,
+            "n_user_features": features.user.shape[1],
+            "n_item_features": features.item.shape[1],
+        }
+        tables = (torch.as_tensor(features.user), torch.as_tensor(features.item))
+    AutoencoderConfig(n_users, n_items, **options)
+
+    def build(rating_offset: float) -> AutoencoderRecommender:
+        config = AutoencoderConfig(
+            n_users, n_items, **options, rating_offset=rating_offset
+        )
+        return AutoencoderRecommender(config, *tables)
+
+    return build
+
+
+MODELS: dict[str, tuple[type[nn.Module], type]] = {
+    "NeuMF": (NeuMF, NeuMFConfig),
+    "AutoencoderRecommender": (AutoencoderRecommender, AutoencoderConfig),
+}
 
 
 def build_model(name: str, config: dict) -> nn.Module:

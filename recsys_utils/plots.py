@@ -197,3 +197,60 @@ def cross_validation(table: pd.DataFrame) -> plt.Figure:
     axes[0].set_ylabel(f"mean ± std over {len(table)} folds (dots: folds)")
     fig.tight_layout()
     return fig
+
+
+def latent_space(
+    codes: np.ndarray, ratings: np.ndarray, item_ids: np.ndarray, *, seed: int = 0
+) -> plt.Figure:
+    """The latent codes of (user, movie) pairs projected to 2-D by PCA.
+
+    Left: up to 5,000 pairs, coloured by their true rating. Right: one point
+    per movie, the mean of its pairs' codes, coloured by its mean rating and
+    sized by its number of ratings. Both panels share one projection.
+    """
+    from sklearn.decomposition import PCA
+
+    codes, ratings, item_ids = (
+        np.asarray(codes),
+        np.asarray(ratings),
+        np.asarray(item_ids),
+    )
+    pca = PCA(n_components=2, random_state=seed).fit(codes)
+    shown = np.random.default_rng(seed).permutation(len(codes))[:5000]
+    pairs = pca.transform(codes[shown])
+    frame = pd.DataFrame(codes).assign(item_id=item_ids, rating=ratings)
+    movies = frame.groupby("item_id")
+    movie_xy = pca.transform(movies[list(range(codes.shape[1]))].mean().to_numpy())
+    mean_rating, count = movies["rating"].mean(), movies.size()
+
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH * 1.1, 4.4))
+    cmap = plt.get_cmap("RdYlBu", 5)
+    points = axes[0].scatter(
+        pairs[:, 0],
+        pairs[:, 1],
+        c=ratings[shown],
+        cmap=cmap,
+        vmin=0.5,
+        vmax=5.5,
+        s=4,
+        alpha=0.6,
+    )
+    fig.colorbar(points, ax=axes[0], ticks=RATINGS, label="true rating")
+    axes[0].set(title="(user, movie) pairs", xlabel="PC 1", ylabel="PC 2")
+    movie_points = axes[1].scatter(
+        movie_xy[:, 0],
+        movie_xy[:, 1],
+        c=mean_rating,
+        cmap="RdYlBu",
+        s=4 + 40 * count / count.max(),
+        alpha=0.7,
+    )
+    fig.colorbar(movie_points, ax=axes[1], label="mean rating of the movie")
+    share = pca.explained_variance_ratio_.sum()
+    axes[1].set(
+        title=f"Movies (mean code); PCA keeps {share:.0%} of the variance",
+        xlabel="PC 1",
+    )
+    axes[1].title.set_fontsize("small")
+    fig.tight_layout()
+    return fig

@@ -227,7 +227,9 @@ def fit(
             for start, end in zip(starts, ends, strict=True):
                 batch = order[start:end]
                 out = model(train.user[batch], train.item[batch])
-                loss = loss_fn(out, _target(train.rating[batch], task))
+                loss = (
+                    loss_fn(out, _target(train.rating[batch], task)) + model.penalty()
+                )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
