@@ -21,7 +21,7 @@ from torch import nn
 from recsys_utils import paths
 from recsys_utils._io import atomic_path, write_text_atomic
 from recsys_utils.data import IdIndex, MovieLens
-from recsys_utils.metrics import RatingReport, expected_rating, rating_report
+from recsys_utils.metrics import RATINGS, RatingReport, expected_rating, rating_report
 from recsys_utils.models import count_parameters
 from recsys_utils.params import RunParameters, resolve_device
 from recsys_utils.splits import CANONICAL_FOLDS, Split, make_split
@@ -150,8 +150,8 @@ def score(
     if output.ndim == 2:
         report = rating_report(y_true, proba=output)
         predictions["prediction"] = expected_rating(output)
-        for position in range(output.shape[1]):
-            predictions[f"p{position + 1}"] = output[:, position]
+        for position, rating in enumerate(RATINGS):
+            predictions[f"p{rating}"] = output[:, position]
     else:
         report = rating_report(y_true, y_pred=output)
         predictions["prediction"] = output

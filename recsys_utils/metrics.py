@@ -33,6 +33,25 @@ class UndefinedRatingMetricWarning(UserWarning):
     """A metric is undefined for some rating and was reported as NaN."""
 
 
+def rating_to_class(rating):
+    """Class index 0..4 of ratings 1..5; works on arrays and tensors alike.
+
+    The one place where ratings become classes (:func:`class_to_rating` is
+    the way back).
+    """
+    return rating - 1
+
+
+def class_to_rating(index):
+    """Rating 1..5 of class indices 0..4."""
+    return index + 1
+
+
+def argmax_rating(proba: np.ndarray) -> np.ndarray:
+    """The most probable rating under class probabilities of shape (n, 5)."""
+    return class_to_rating(np.asarray(proba).argmax(axis=1))
+
+
 def rating_classes(y_pred: np.ndarray) -> np.ndarray:
     """Round predicted ratings half up and clip them to 1..5, shape (n,)."""
     return np.clip(np.floor(np.asarray(y_pred, dtype=float) + 0.5), 1, 5).astype(int)
@@ -169,7 +188,7 @@ def rating_report(
             )
         y_rating, y_class, scores = (
             expected_rating(proba),
-            proba.argmax(axis=1) + 1,
+            argmax_rating(proba),
             proba,
         )
         extra = {

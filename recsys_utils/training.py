@@ -24,7 +24,7 @@ from torch import nn
 
 from recsys_utils._io import atomic_path
 from recsys_utils.data import IdIndex
-from recsys_utils.metrics import rating_report
+from recsys_utils.metrics import rating_report, rating_to_class
 from recsys_utils.models import build_model
 
 logger = logging.getLogger(__name__)
@@ -127,14 +127,17 @@ def balanced_class_weights(rating: torch.Tensor) -> torch.Tensor:
 
     A rating absent from ``rating`` gets weight 0 rather than infinity.
     """
-    counts = torch.bincount(rating.long() - 1, minlength=5).to(torch.float32)
+    counts = torch.bincount(rating_to_class(rating.long()), minlength=5).to(
+        torch.float32
+    )
     weights = len(rating) / (5 * counts)
     return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 
 def _target(batch_rating: torch.Tensor, task: str) -> torch.Tensor:
-    # Ratings 1..5 become classes 0..4 here and nowhere else.
-    return batch_rating if task == "regression" else (batch_rating.long() - 1)
+    return (
+        batch_rating if task == "regression" else rating_to_class(batch_rating.long())
+    )
 
 
 @torch.no_grad()

@@ -110,7 +110,9 @@ def planted() -> tuple[RatingTensors, RatingTensors]:
 
 def test_training_lowers_validation_error_below_the_mean() -> None:
     train, valid = planted()
-    build = autoencoder_builder(N_USERS, N_ITEMS, **TINY, dropout=0.0, embedding_noise=0.0)
+    build = autoencoder_builder(
+        N_USERS, N_ITEMS, **TINY, dropout=0.0, embedding_noise=0.0
+    )
     with seeded(0):
         model = build(float(train.rating.mean()))
     config = TrainConfig(n_epochs=60, batch_size=32, learning_rate=0.01, patience=15)

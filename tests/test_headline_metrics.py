@@ -1,7 +1,9 @@
 """The headline metric of each model chapter stays where the book says it is.
 
 Each chapter is retrained here with its published parameters, read from the
-notebook's ``parameters`` cell, on its primary split. The result must lie
+notebook's ``parameters`` cell, on its primary split; ``headline_metrics.json``
+says which model, which options the chapter chose on validation (for example
+the classifier's output layer) and whether it reads content features. The result must lie
 within the stated tolerance of ``headline_metrics.json``; so must the value
 in ``results/<chapter>.json`` when the book has been built.
 """
@@ -17,8 +19,15 @@ import papermill
 import pytest
 
 from recsys_utils import paths
+from recsys_utils.data import IdIndex
 from recsys_utils.experiment import run_experiment
-from recsys_utils.models import NeuMFConfig, neumf_builder
+from recsys_utils.features import build_features
+from recsys_utils.models import (
+    AutoencoderConfig,
+    NeuMFConfig,
+    autoencoder_builder,
+    neumf_builder,
+)
 from recsys_utils.params import RunParameters
 
 HEADLINES = json.loads((Path(__file__).with_name("headline_metrics.json")).read_text())
@@ -32,6 +41,28 @@ def published_parameters(chapter: str) -> dict:
     return {name: ast.literal_eval(spec["default"]) for name, spec in cell.items()}
 
 
+def builder_for(chapter: str, spec: dict, values: dict, movielens):
+    """Rebuild the chapter's model from its published parameters and the spec."""
+    index = IdIndex.from_tables(movielens.users, movielens.items)
+    features = (
+        build_features(movielens.users, movielens.items, index)
+        if spec.get("features")
+        else None
+    )
+    config_class, builder = (
+        (AutoencoderConfig, autoencoder_builder)
+        if spec.get("model") == "autoencoder"
+        else (NeuMFConfig, neumf_builder)
+    )
+    options = {
+        f.name: values[f.name]
+        for f in fields(config_class)
+        if f.name in values and f.name not in NOT_OPTIONS
+    }
+    options.update(spec.get("options", {}))
+    return builder(index.n_users, index.n_items, features, **options)
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_retrained_headline_within_tolerance(chapter, movielens):
     expected = HEADLINES[chapter]
@@ -40,15 +71,7 @@ def test_retrained_headline_within_tolerance(chapter, movielens):
     params = RunParameters(
         **{n: values[n] for n in RunParameters.names() if n in values}
     )
-    options = {
-        f.name: values[f.name]
-        for f in fields(NeuMFConfig)
-        if f.name in values and f.name not in NOT_OPTIONS
-    }
-    task = "classification" if "classification" in chapter else "regression"
-    build = neumf_builder(
-        movielens.users.shape[0], movielens.items.shape[0], task=task, **options
-    )
+    build = builder_for(chapter, expected, values, movielens)
 
     outcome = run_experiment(movielens, params, build, verbose=False)
 

@@ -10,12 +10,15 @@ import pytest
 
 from recsys_utils.metrics import (
     UndefinedRatingMetricWarning,
+    argmax_rating,
+    class_to_rating,
     closeness_scores,
     expected_rating,
     mae,
     per_rating_auc,
     rating_classes,
     rating_report,
+    rating_to_class,
     rmse,
 )
 
@@ -227,3 +230,11 @@ def test_to_dict_is_json_ready() -> None:
     assert set(document["f1_per_rating"]) == {"1", "2", "3", "4", "5"}
     assert document["n"] == 5
     json.dumps(document, allow_nan=False)  # no NaN left to write
+
+
+def test_ratings_and_classes_map_both_ways() -> None:
+    ratings = np.array([1, 3, 5])
+    assert rating_to_class(ratings).tolist() == [0, 2, 4]
+    assert class_to_rating(rating_to_class(ratings)).tolist() == [1, 3, 5]
+    proba = np.array([[0.1, 0.6, 0.1, 0.1, 0.1], [0.0, 0.0, 0.0, 0.2, 0.8]])
+    assert argmax_rating(proba).tolist() == [2, 5]
