@@ -196,8 +196,36 @@ def check_widths(name: str, layers: object) -> None:
         )
 
 
+class ConfigDict:
+    """Round trip of a frozen model configuration through plain values.
+
+    Checkpoints store configurations as dicts of plain values (tuples become
+    lists), which ``torch.load(weights_only=True)`` accepts; the dataclasses
+    turn lists back into tuples when they are built.
+    """
+
+    def to_dict(self) -> dict:
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, config: dict):
+        return cls(**config)
+
+
+def check_shared(config) -> None:
+    """Check the fields every model configuration has."""
+    check_float("dropout", config.dropout, 0.0, 1.0, high_open=True)
+    check_float("embedding_noise", config.embedding_noise, 0.0, 10.0)
+    check_bool("batch_norm", config.batch_norm)
+    check_bool("use_bias", config.use_bias)
+    check_choice("task", config.task, ("regression", "classification"))
+    check_choice("classifier", config.classifier, ("softmax", "cumulative"))
+
+
 @dataclass(frozen=True)
-class NeuMFConfig:
+class NeuMFConfig(ConfigDict):
     """Everything needed to rebuild a :class:`NeuMF` model.
 
     Attributes
@@ -263,23 +291,7 @@ class NeuMFConfig:
             raise ParameterError(
                 "parameter mlp_layers must start with a width >= 2 (two embeddings meet there)"
             )
-        check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
-        check_float("embedding_noise", self.embedding_noise, 0.0, 10.0)
-        check_bool("batch_norm", self.batch_norm)
-        check_bool("use_bias", self.use_bias)
-        check_choice("task", self.task, ("regression", "classification"))
-        check_choice("classifier", self.classifier, ("softmax", "cumulative"))
-
-    def to_dict(self) -> dict:
-        config = asdict(self)
-        config["mlp_layers"] = list(self.mlp_layers)
-        return config
-
-    @classmethod
-    def from_dict(cls, config: dict) -> NeuMFConfig:
-        config = dict(config)
-        config["mlp_layers"] = tuple(config["mlp_layers"])
-        return cls(**config)
+        check_shared(self)
 
 
 class NeuMF(RatingModel):
@@ -408,7 +420,7 @@ def neumf_builder(
 
 
 @dataclass(frozen=True)
-class AutoencoderConfig:
+class AutoencoderConfig(ConfigDict):
     """Everything needed to rebuild an :class:`AutoencoderRecommender`.
 
     Attributes
@@ -462,21 +474,9 @@ class AutoencoderConfig:
             check_int(name, getattr(self, name), minimum=0)
         check_widths("encoder_layers", self.encoder_layers)
         check_float("kl_weight", self.kl_weight, 0.0, 1e3)
-        check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
-        check_float("embedding_noise", self.embedding_noise, 0.0, 10.0)
-        for name in ("variational", "residual", "batch_norm", "use_bias"):
-            check_bool(name, getattr(self, name))
-        check_choice("task", self.task, ("regression", "classification"))
-        check_choice("classifier", self.classifier, ("softmax", "cumulative"))
-
-    def to_dict(self) -> dict:
-        config = asdict(self)
-        config["encoder_layers"] = list(self.encoder_layers)
-        return config
-
-    @classmethod
-    def from_dict(cls, config: dict) -> AutoencoderConfig:
-        return cls(**config)
+        check_bool("variational", self.variational)
+        check_bool("residual", self.residual)
+        check_shared(self)
 
 
 class AutoencoderRecommender(RatingModel):
