@@ -74,7 +74,6 @@ RECBOLE_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a4
 RECBOLE_MEMBER_DIR = "recbole/dataset_example/ml-100k"
 RECBOLE_FILES: tuple[str, ...] = ("ml-100k.inter", "ml-100k.user", "ml-100k.item")
 
-N_USERS, N_ITEMS, N_RATINGS = 943, 1682, 100_000
 RATING_VALUES: tuple[int, ...] = (1, 2, 3, 4, 5)
 
 Source = Literal["grouplens-folder", "grouplens-archive", "recbole-wheel"]

@@ -10,8 +10,7 @@ import math
 
 import pandas as pd
 
-#: Citation key of the study this book rebuilds (see book/references.bib).
-ORIGINAL_STUDY_KEY = "diezmateo"
+# The study this book rebuilds is cited as {cite}`diezmateo` (book/references.bib).
 
 _METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse")
 
@@ -42,16 +41,6 @@ def original_study(model: str) -> dict:
         "auc": dict(zip(range(1, 6), auc, strict=True)),
         "f1_per_rating": dict(zip(range(1, 6), f1, strict=True)),
     }
-
-
-def original_study_table() -> pd.DataFrame:
-    """All five rows of the original study's overall table."""
-    return pd.DataFrame(
-        {
-            model: dict(zip(_METRICS, row[0], strict=True))
-            for model, row in _ORIGINAL.items()
-        }
-    ).T
 
 
 def compare_with_original(model: str, measured: dict[str, dict]) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -420,7 +420,3 @@ def load_checkpoint(
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, payload["meta"]
-
-
-def train_config_dict(config: TrainConfig) -> dict:
-    return asdict(config)
