@@ -99,7 +99,8 @@ def run_experiment(
 ) -> Outcome:
     """Split, build, train with early stopping on validation, score on test.
 
-    The test part is used once, after training, for the report.
+    A regressor's linear recalibration (``params.calibrate``) is fitted on the
+    validation part too. The test part is used once, at the end, for the report.
     """
     split_name = split or params.split
     parts = make_split(
