@@ -196,13 +196,27 @@ def check_widths(name: str, layers: object) -> None:
         )
 
 
-class ConfigDict:
-    """Round trip of a frozen model configuration through plain values.
+@dataclass(frozen=True)
+class ModelConfig:
+    """The fields every model configuration has (see :class:`NeuMFConfig`).
 
     Checkpoints store configurations as dicts of plain values (tuples become
     lists), which ``torch.load(weights_only=True)`` accepts; the dataclasses
     turn lists back into tuples when they are built.
     """
+
+    n_users: int
+    n_items: int
+    n_factors: int = 32
+    dropout: float = 0.2
+    batch_norm: bool = True
+    embedding_noise: float = 0.05
+    use_bias: bool = True
+    task: Task = "regression"
+    classifier: Classifier = "softmax"
+    rating_offset: float = 3.5
+    n_user_features: int = 0
+    n_item_features: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -225,7 +239,7 @@ def check_shared(config) -> None:
 
 
 @dataclass(frozen=True)
-class NeuMFConfig(ConfigDict):
+class NeuMFConfig(ModelConfig):
     """Everything needed to rebuild a :class:`NeuMF` model.
 
     Attributes
@@ -263,20 +277,8 @@ class NeuMFConfig(ConfigDict):
         Width of the small branch that reads each kind of feature.
     """
 
-    n_users: int
-    n_items: int
-    n_factors: int = 32
     mlp_layers: tuple[int, ...] = (64, 32, 16)
     fusion_size: int = 16
-    dropout: float = 0.2
-    batch_norm: bool = True
-    embedding_noise: float = 0.05
-    use_bias: bool = True
-    task: Task = "regression"
-    classifier: Classifier = "softmax"
-    rating_offset: float = 3.5
-    n_user_features: int = 0
-    n_item_features: int = 0
     feature_size: int = 16
 
     def __post_init__(self) -> None:
@@ -393,14 +395,13 @@ class NeuMF(RatingModel):
         return self.output(hidden, user, item)
 
 
-def neumf_builder(
-    n_users: int, n_items: int, features: Features | None = None, **options
-) -> Callable[[float], NeuMF]:
-    """A function that builds a fresh :class:`NeuMF` given the rating offset.
+def _builder(model_class, config_class, n_users, n_items, features, options):
+    """A function that builds a fresh model of ``model_class`` given the rating offset.
 
-    ``options`` are :class:`NeuMFConfig` fields; they are checked at once.
-    With ``features`` the model is the hybrid one, reading both feature tables.
+    The options are checked at once, so a bad one fails before data is loaded.
+    With ``features`` the model reads both feature tables.
     """
+    tables = (None, None)
     if features is not None:
         options = {
             **options,
@@ -408,19 +409,27 @@ def neumf_builder(
             "n_item_features": features.item.shape[1],
         }
         tables = (torch.as_tensor(features.user), torch.as_tensor(features.item))
-    else:
-        tables = (None, None)
-    NeuMFConfig(n_users, n_items, **options)  # fail now, not after loading data
+    config_class(n_users, n_items, **options)
 
-    def build(rating_offset: float) -> NeuMF:
-        config = NeuMFConfig(n_users, n_items, **options, rating_offset=rating_offset)
-        return NeuMF(config, *tables)
+    def build(rating_offset: float):
+        config = config_class(n_users, n_items, **options, rating_offset=rating_offset)
+        return model_class(config, *tables)
 
     return build
 
 
+def neumf_builder(
+    n_users: int, n_items: int, features: Features | None = None, **options
+) -> Callable[[float], NeuMF]:
+    """Builder of :class:`NeuMF`; ``options`` are :class:`NeuMFConfig` fields.
+
+    With ``features`` the model is the hybrid one.
+    """
+    return _builder(NeuMF, NeuMFConfig, n_users, n_items, features, options)
+
+
 @dataclass(frozen=True)
-class AutoencoderConfig(ConfigDict):
+class AutoencoderConfig(ModelConfig):
     """Everything needed to rebuild an :class:`AutoencoderRecommender`.
 
     Attributes
@@ -447,23 +456,11 @@ class AutoencoderConfig(ConfigDict):
         As in :class:`NeuMFConfig`.
     """
 
-    n_users: int
-    n_items: int
-    n_factors: int = 32
     encoder_layers: tuple[int, ...] = (64, 32)
     latent_size: int = 16
     variational: bool = True
     kl_weight: float = 1e-3
     residual: bool = True
-    dropout: float = 0.2
-    batch_norm: bool = True
-    embedding_noise: float = 0.05
-    use_bias: bool = True
-    task: Task = "regression"
-    classifier: Classifier = "softmax"
-    rating_offset: float = 3.5
-    n_user_features: int = 0
-    n_item_features: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.encoder_layers, list):
@@ -588,24 +585,10 @@ class AutoencoderRecommender(RatingModel):
 def autoencoder_builder(
     n_users: int, n_items: int, features: Features | None = None, **options
 ) -> Callable[[float], AutoencoderRecommender]:
-    """A function that builds a fresh :class:`AutoencoderRecommender` given the offset."""
-    tables = (None, None)
-    if features is not None:
-        options = {
-            **options,
-            "n_user_features": features.user.shape[1],
-            "n_item_features": features.item.shape[1],
-        }
-        tables = (torch.as_tensor(features.user), torch.as_tensor(features.item))
-    AutoencoderConfig(n_users, n_items, **options)
-
-    def build(rating_offset: float) -> AutoencoderRecommender:
-        config = AutoencoderConfig(
-            n_users, n_items, **options, rating_offset=rating_offset
-        )
-        return AutoencoderRecommender(config, *tables)
-
-    return build
+    """Builder of :class:`AutoencoderRecommender`; ``options`` are its config fields."""
+    return _builder(
+        AutoencoderRecommender, AutoencoderConfig, n_users, n_items, features, options
+    )
 
 
 MODELS: dict[str, tuple[type[nn.Module], type]] = {
