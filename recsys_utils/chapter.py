@@ -7,6 +7,8 @@ import warnings
 
 import pandas as pd
 
+from recsys_utils.experiment import Outcome
+from recsys_utils.fallback import DAMPING
 from recsys_utils.plots import use_book_style
 from recsys_utils.training import FitResult
 
@@ -103,4 +105,31 @@ def paired_sentence(paired: pd.DataFrame, metric: str, *, alpha: float = 0.05) -
     return (
         f"{_LABELS.get(metric, metric)} {'improves' if better else 'worsens'} by "
         f"{abs(change):.4f} on average (p = {p_value:.3f}, {verdict})"
+    )
+
+
+def fallback_note(outcome: Outcome) -> str:
+    """Say how many test ratings the fallback rule answered, and what it is."""
+    count = outcome.fallback["test"]
+    if count.replaced == 0:
+        return (
+            "Every test rating is of a user and a movie seen in training, so the "
+            "model predicted all of them."
+        )
+    share = count.replaced / count.n_ratings
+    parts = [
+        f"{n:,} {what}"
+        for n, what in (
+            (count.unseen_items, "of movies without a single training rating"),
+            (count.unseen_users, "of users without one"),
+        )
+        if n
+    ]
+    return (
+        f"{count.replaced:,} of the {count.n_ratings:,} test ratings ({share:.2%}) are "
+        f"{' and '.join(parts)}. Their embeddings were never trained, so those "
+        "ratings are predicted by a fixed rule instead: the user's mean training "
+        f"rating for an unseen movie, the movie's for an unseen user, each damped "
+        f"towards the global mean by {DAMPING:g} pseudo-ratings; the metrics above "
+        "include them."
     )

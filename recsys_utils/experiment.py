@@ -21,6 +21,7 @@ from torch import nn
 from recsys_utils import paths
 from recsys_utils._io import atomic_path, write_text_atomic
 from recsys_utils.data import IdIndex, MovieLens
+from recsys_utils.fallback import Fallback, FallbackCount
 from recsys_utils.metrics import RATINGS, RatingReport, expected_rating, rating_report
 from recsys_utils.models import count_parameters
 from recsys_utils.params import RunParameters, resolve_device
@@ -55,6 +56,8 @@ class Outcome:
     predictions: pd.DataFrame  # user_id, item_id, rating, prediction[, p1..p5]
     valid_report: RatingReport
     calibration: Calibration | None = None  # regressors only
+    # Rows of the test / validation part with a user or movie unseen in training.
+    fallback: dict[str, FallbackCount] | None = None
 
     def summary(self) -> dict:
         return {
@@ -68,6 +71,11 @@ class Outcome:
             "calibration": (
                 {"shift": self.calibration.shift, "scale": self.calibration.scale}
                 if self.calibration
+                else None
+            ),
+            "fallback": (
+                {part: count.to_dict() for part, count in self.fallback.items()}
+                if self.fallback
                 else None
             ),
         }
@@ -101,6 +109,10 @@ def run_experiment(
 
     A regressor's linear recalibration (``params.calibrate``) is fitted on the
     validation part too. The test part is used once, at the end, for the report.
+    Ratings whose user or movie has no training rating are predicted by the
+    stated rule of :mod:`recsys_utils.fallback`, and counted in the outcome.
+    With ``params.resume`` and a ``checkpoint_path``, an interrupted run
+    carries on from its last finished epoch (see :func:`~recsys_utils.training.fit`).
     """
     split_name = split or params.split
     parts = make_split(
@@ -115,7 +127,13 @@ def run_experiment(
     with seeded(params.seed):
         model = build(float(parts.train["rating"].mean())).to(config.device)
     result = fit(
-        model, train, valid, config, checkpoint_path=checkpoint_path, verbose=verbose
+        model,
+        train,
+        valid,
+        config,
+        checkpoint_path=checkpoint_path,
+        resume=params.resume,
+        verbose=verbose,
     )
     calibration = None
     if params.calibrate and model.config.task == "regression":
@@ -132,20 +150,37 @@ def run_experiment(
                 },
             )
 
-    report, predictions = score(model, parts.test, test)
-    valid_report, _ = score(model, parts.valid, valid)
-    return Outcome(parts, result, report, predictions, valid_report, calibration)
+    fallback = Fallback.from_ratings(parts.train)
+    report, predictions, test_count = score(model, parts.test, test, fallback)
+    valid_report, _, valid_count = score(model, parts.valid, valid, fallback)
+    return Outcome(
+        parts,
+        result,
+        report,
+        predictions,
+        valid_report,
+        calibration,
+        {"test": test_count, "valid": valid_count},
+    )
 
 
 def score(
-    model: nn.Module, ratings: pd.DataFrame, tensors: RatingTensors
-) -> tuple[RatingReport, pd.DataFrame]:
-    """Predict ``ratings`` and score the predictions; return the report and a table.
+    model: nn.Module,
+    ratings: pd.DataFrame,
+    tensors: RatingTensors,
+    fallback: Fallback | None = None,
+) -> tuple[RatingReport, pd.DataFrame, FallbackCount | None]:
+    """Predict ``ratings`` and score the predictions.
 
-    The table holds user_id, item_id, rating and prediction (the expected
-    rating for a classifier, whose class probabilities follow as p1..p5).
+    Returns the report, a table and, with a ``fallback``, how many rows it
+    answered. The table holds user_id, item_id, rating and prediction (the
+    expected rating for a classifier, whose class probabilities follow as
+    p1..p5), and ``fallback`` (True where the rule replaced the model).
     """
     output = predict(model, tensors)
+    count = None
+    if fallback is not None:
+        output, count = fallback.apply(ratings, output)
     predictions = ratings[["user_id", "item_id", "rating"]].reset_index(drop=True)
     y_true = predictions["rating"].to_numpy()
     if output.ndim == 2:
@@ -156,7 +191,9 @@ def score(
     else:
         report = rating_report(y_true, y_pred=output)
         predictions["prediction"] = output
-    return report, predictions
+    if fallback is not None:
+        predictions["fallback"] = fallback.covers(predictions)
+    return report, predictions, count
 
 
 def select_variant(outcomes: dict[str, Outcome], *, mae_tolerance: float = 0.01) -> str:
@@ -311,7 +348,7 @@ def save_results(
 
 
 def save_predictions(chapter: str, outcome: Outcome) -> Path:
-    """Write ``results/<chapter>_predictions.csv`` (user_id, item_id, rating, prediction)."""
+    """Write ``results/<chapter>_predictions.csv``: the test part's prediction table."""
     path = paths.results_dir() / f"{chapter}_predictions.csv"
     with atomic_path(path) as tmp:
         outcome.predictions.to_csv(tmp, index=False, float_format="%.6f")

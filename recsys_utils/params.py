@@ -98,6 +98,8 @@ class RunParameters:
     class_weighting: bool = False
     calibrate: bool = True
     calibration_tolerance: float = 0.005
+    # Carry on from an interrupted run's saved state (see training.fit).
+    resume: bool = False
 
     def __post_init__(self) -> None:
         check_int("seed", self.seed, minimum=0)
@@ -118,6 +120,7 @@ class RunParameters:
         check_bool("early_stopping", self.early_stopping)
         check_bool("class_weighting", self.class_weighting)
         check_bool("calibrate", self.calibrate)
+        check_bool("resume", self.resume)
         check_float("calibration_tolerance", self.calibration_tolerance, 0.0, 1.0)
         check_choice("device", self.device, DEVICES)
 

@@ -14,7 +14,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +187,117 @@ def _validate(
     }
 
 
+def training_state_path(checkpoint_path: str | Path) -> Path:
+    """Where :func:`fit` keeps the state that lets an interrupted run resume."""
+    checkpoint_path = Path(checkpoint_path)
+    return checkpoint_path.with_name(checkpoint_path.stem + ".resume.pt")
+
+
+#: Training settings that must match for a run to resume another one's state.
+_RESUME_KEYS: tuple[str, ...] = (
+    "batch_size", "learning_rate", "weight_decay", "early_stopping", "patience",
+    "seed", "class_weighting",
+)  # fmt: skip
+
+
+@dataclass
+class _Progress:
+    """Everything :func:`fit` needs to carry on from the end of an epoch."""
+
+    epoch: int = 0
+    history: list = field(default_factory=list)
+    best_value: float = math.inf
+    best_epoch: int = 0
+    best_state: dict | None = None
+    seconds: float = 0.0
+
+
+def _save_progress(
+    path: Path,
+    progress: _Progress,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    config: TrainConfig,
+    n_train: int,
+) -> None:
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model_config": model.config.to_dict(),
+        "train_config": {key: getattr(config, key) for key in _RESUME_KEYS},
+        "n_train": n_train,
+        "epoch": progress.epoch,
+        "history": progress.history,
+        "best_value": progress.best_value,
+        "best_epoch": progress.best_epoch,
+        "best_state": progress.best_state,
+        "seconds": progress.seconds,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _restore_progress(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    config: TrainConfig,
+    n_train: int,
+) -> _Progress:
+    """Load a saved training state into the live objects, refusing a mismatch."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"{path}: cannot resume from it ({type(error).__name__}); delete it to "
+            "train from the start"
+        ) from None
+    expected = {
+        "model": model.config.to_dict(),
+        "training": {key: getattr(config, key) for key in _RESUME_KEYS},
+        "ratings": n_train,
+    }
+    saved = {
+        "model": payload.get("model_config"),
+        "training": payload.get("train_config"),
+        "ratings": payload.get("n_train"),
+    }
+    differences = [
+        what for what in expected if _jsonable(saved[what]) != _jsonable(expected[what])
+    ]
+    if payload.get("format") != CHECKPOINT_FORMAT or differences:
+        raise CheckpointError(
+            f"{path}: saved by a run with other {', '.join(differences) or 'format'} "
+            "settings; delete it to train from the start"
+        )
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    generator.set_state(payload["generator"])
+    torch.set_rng_state(payload["torch_rng"])
+    return _Progress(
+        payload["epoch"],
+        list(payload["history"]),
+        payload["best_value"],
+        payload["best_epoch"],
+        payload["best_state"],
+        payload["seconds"],
+    )
+
+
+def _jsonable(value):
+    """Tuples as lists, so a configuration compares equal to its saved copy."""
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_jsonable(item) for item in value]
+    return value
+
+
 def fit(
     model: nn.Module,
     train: RatingTensors,
@@ -194,6 +305,7 @@ def fit(
     config: TrainConfig,
     *,
     checkpoint_path: str | Path | None = None,
+    resume: bool = False,
     verbose: bool = True,
 ) -> FitResult:
     """Train ``model`` on ``train``, stopping early on ``valid``.
@@ -201,6 +313,14 @@ def fit(
     The weights of the best validation epoch are restored into ``model`` at
     the end and, when ``checkpoint_path`` is given, saved there each time
     validation improves. With ``verbose`` one line per epoch is printed.
+
+    With ``checkpoint_path``, the whole training state (weights, optimiser,
+    random generators, history) is also written after every epoch to
+    :func:`training_state_path`, atomically, and removed once training ends.
+    A run that was interrupted (Ctrl-C, a killed process) leaves that file
+    behind; calling again with ``resume=True`` and the same settings carries
+    on from the last finished epoch and ends with the same weights as an
+    uninterrupted run. Without a state file, ``resume=True`` starts afresh.
     """
     task = model.config.task
     monitor = "val_rmse" if task == "regression" else "val_loss"
@@ -218,11 +338,25 @@ def fit(
     if len(starts) > 1 and n_train - starts[-1] == 1:
         starts.pop()
     ends = [*starts[1:], n_train]
+    state_path = (
+        None if checkpoint_path is None else training_state_path(checkpoint_path)
+    )
 
-    history, best_value, best_epoch, best_state = [], math.inf, 0, None
-    started = time.perf_counter()
     with seeded(config.seed), torch_threads(config.n_threads):
-        for epoch in range(1, config.n_epochs + 1):
+        progress = _Progress()
+        if resume and state_path is not None and state_path.is_file():
+            progress = _restore_progress(
+                state_path, model, optimizer, generator, config, n_train
+            )
+            logger.info("resuming after epoch %d from %s", progress.epoch, state_path)
+            if verbose:
+                print(f"resuming after epoch {progress.epoch} from {state_path.name}")
+        started = time.perf_counter() - progress.seconds
+        for epoch in range(progress.epoch + 1, config.n_epochs + 1):
+            if config.early_stopping and progress.epoch - progress.best_epoch >= (
+                config.patience
+            ):
+                break
             epoch_start = time.perf_counter()
             model.train()
             order = torch.randperm(n_train, generator=generator).to(train.user.device)
@@ -244,25 +378,31 @@ def fit(
                 **_validate(model, valid, loss_fn),
             }
             record["seconds"] = time.perf_counter() - epoch_start
-            history.append(record)
+            progress.history.append(record)
+            progress.epoch = epoch
             if not math.isfinite(record["train_loss"]) or not math.isfinite(
                 record[monitor]
             ):
                 raise FloatingPointError(
                     f"epoch {epoch}: the loss became {record['train_loss']} (validation "
                     f"{record[monitor]}); lower learning_rate or check the inputs. The "
-                    f"last good weights are those of epoch {best_epoch}"
+                    f"last good weights are those of epoch {progress.best_epoch}"
                 )
-            improved = record[monitor] < best_value
+            improved = record[monitor] < progress.best_value
             if improved:
-                best_value, best_epoch = record[monitor], epoch
-                best_state = copy.deepcopy(model.state_dict())
+                progress.best_value, progress.best_epoch = record[monitor], epoch
+                progress.best_state = copy.deepcopy(model.state_dict())
                 if checkpoint_path is not None:
                     save_checkpoint(
                         checkpoint_path,
                         model,
-                        meta={"epoch": epoch, monitor: best_value},
+                        meta={"epoch": epoch, monitor: progress.best_value},
                     )
+            if state_path is not None:
+                progress.seconds = time.perf_counter() - started
+                _save_progress(
+                    state_path, progress, model, optimizer, generator, config, n_train
+                )
             if verbose:
                 mark = " *" if improved else ""
                 print(
@@ -270,25 +410,25 @@ def fit(
                     f"{record['val_rmse']:.4f}  val MAE {record['val_mae']:.4f}  "
                     f"{record['seconds']:.2f}s{mark}"
                 )
-            if config.early_stopping and epoch - best_epoch >= config.patience:
-                break
 
     train_seconds = time.perf_counter() - started
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if progress.best_state is not None:
+        model.load_state_dict(progress.best_state)
     model.eval()
-    epochs_run = len(history)
+    if state_path is not None:
+        state_path.unlink(missing_ok=True)
+    epochs_run = len(progress.history)
     stopped_early = epochs_run < config.n_epochs
     logger.info(
         "trained %d epochs in %.1f s, best epoch %d",
         epochs_run,
         train_seconds,
-        best_epoch,
+        progress.best_epoch,
     )
     return FitResult(
         model,
-        pd.DataFrame(history),
-        best_epoch,
+        pd.DataFrame(progress.history),
+        progress.best_epoch,
         epochs_run,
         train_seconds,
         stopped_early,

@@ -58,7 +58,9 @@ def output_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_predictions_cover_the_u1_test_part(regression: Outcome, movielens) -> None:
     predictions = regression.predictions
-    assert list(predictions.columns) == ["user_id", "item_id", "rating", "prediction"]
+    assert list(predictions.columns) == [
+        "user_id", "item_id", "rating", "prediction", "fallback",
+    ]  # fmt: skip
     assert len(predictions) == 20_000
     expected = movielens.ratings.iloc[:20_000][["user_id", "item_id", "rating"]]
     pd.testing.assert_frame_equal(
@@ -66,6 +68,20 @@ def test_predictions_cover_the_u1_test_part(regression: Outcome, movielens) -> N
         expected.reset_index(drop=True),
     )
     assert predictions["prediction"].between(1, 5).all()
+
+
+def test_unseen_movies_get_the_fallback_and_are_counted(regression: Outcome) -> None:
+    split, predictions = regression.split, regression.predictions
+    unseen = ~predictions["item_id"].isin(split.train["item_id"])
+    np.testing.assert_array_equal(predictions["fallback"], unseen)
+    counted = regression.summary()["fallback"]["test"]
+    assert counted["replaced"] == counted["unseen_items"] == unseen.sum() > 0
+    # each replaced prediction is the user's damped mean, never the model's output
+    user_mean = split.train.groupby("user_id")["rating"].agg(["sum", "count"])
+    row = predictions[unseen].iloc[0]
+    total, n = user_mean.loc[row["user_id"]]
+    damped = (total + 5 * split.train["rating"].mean()) / (n + 5)
+    assert row["prediction"] == pytest.approx(damped, abs=1e-5)
 
 
 def test_regression_outcome_summary(regression: Outcome) -> None:
@@ -82,10 +98,14 @@ def test_regression_outcome_summary(regression: Outcome) -> None:
 def test_classification_gives_probabilities(classification: Outcome) -> None:
     predictions = classification.predictions
     columns = ["p1", "p2", "p3", "p4", "p5"]
-    assert (
-        list(predictions.columns)
-        == ["user_id", "item_id", "rating", "prediction"] + columns
-    )
+    assert list(predictions.columns) == [
+        "user_id",
+        "item_id",
+        "rating",
+        "prediction",
+        *columns,
+        "fallback",
+    ]
     proba = predictions[columns].to_numpy()
     assert (proba >= 0).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
@@ -130,7 +150,9 @@ def test_save_results_loads_back(regression, output_dir: Path) -> None:
 def test_save_predictions_writes_csv(regression, output_dir: Path) -> None:
     path = save_predictions(CHAPTER, regression)
     assert path == output_dir / "results" / f"{CHAPTER}_predictions.csv"
-    assert path.read_text().splitlines()[0] == "user_id,item_id,rating,prediction"
+    assert path.read_text().splitlines()[0] == (
+        "user_id,item_id,rating,prediction,fallback"
+    )
     written = pd.read_csv(path)
     assert len(written) == 20_000
     np.testing.assert_allclose(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,7 @@ def tensors(user, item, rating) -> RatingTensors:
     )
 
 
-@pytest.fixture(scope="module")
-def planted() -> tuple[RatingTensors, RatingTensors]:
+def planted_tensors() -> tuple[RatingTensors, RatingTensors]:
     """Every rating of 30 users x 40 items from a rank-2 structure, split 1000 / 200.
 
     Rating = round(3 + <u, v> + noise) clipped to 1..5, so a model that finds
@@ -63,6 +63,11 @@ def planted() -> tuple[RatingTensors, RatingTensors]:
         tensors(user[train], item[train], rating[train]),
         tensors(user[valid], item[valid], rating[valid]),
     )
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[RatingTensors, RatingTensors]:
+    return planted_tensors()
 
 
 def quiet_fit(model, train, valid, **options):
@@ -344,6 +349,37 @@ def test_checkpoint_with_matching_config_is_accepted(tmp_path: Path) -> None:
     expected = {"n_factors": 8, "mlp_layers": model.config.mlp_layers}
     loaded, _ = load_checkpoint(path, expect_config=expected)
     assert loaded.config == model.config
+
+
+def as_if_saved_on_a_gpu(source: Path, target: Path) -> int:
+    """Copy a torch file, tagging every tensor storage as living on ``cuda:0``.
+
+    torch.save records each storage's device as a pickled string; a file
+    written on a GPU differs from a CPU one only there.
+    """
+    cpu, cuda = b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0"
+    tagged = 0
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("/data.pkl"):
+                tagged = data.count(cpu)
+                data = data.replace(cpu, cuda)
+            zout.writestr(info.filename, data)
+    return tagged
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_checkpoint_saved_on_a_gpu_loads_on_the_cpu(planted, tmp_path: Path) -> None:
+    train, valid = planted
+    model = quiet_fit(tiny_model(), train, valid, n_epochs=2).model
+    on_gpu = tmp_path / "gpu.pt"
+    assert as_if_saved_on_a_gpu(save_checkpoint(tmp_path / "cpu.pt", model), on_gpu)
+    with pytest.raises(RuntimeError, match="CUDA"):  # the file really asks for a GPU
+        torch.load(on_gpu, weights_only=True)
+    loaded, _ = load_checkpoint(on_gpu)
+    assert all(p.device.type == "cpu" for p in loaded.parameters())
+    np.testing.assert_array_equal(predict(loaded, valid), predict(model, valid))
 
 
 def test_missing_checkpoint_raises_checkpoint_error(tmp_path: Path) -> None:
