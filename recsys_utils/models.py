@@ -591,9 +591,90 @@ def autoencoder_builder(
     )
 
 
+@dataclass(frozen=True)
+class MatrixFactorizationConfig(ModelConfig):
+    """Everything needed to rebuild a :class:`MatrixFactorization` model.
+
+    The fields are those of :class:`NeuMFConfig` that a dot product uses;
+    dropout, batch normalisation and embedding noise default to off, as in
+    the classical model, and content features are not read.
+    """
+
+    dropout: float = 0.0
+    batch_norm: bool = False
+    embedding_noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("n_users", "n_items", "n_factors"):
+            check_int(name, getattr(self, name))
+        if self.n_user_features or self.n_item_features:
+            raise ParameterError(
+                "MatrixFactorization reads no content features: use NeuMF for a "
+                "hybrid model"
+            )
+        check_shared(self)
+
+
+class MatrixFactorization(RatingModel):
+    r"""Biased matrix factorisation :cite:`koren2009`, trained with the book's loop.
+
+    .. math::
+
+        \hat r_{ui} = \mu + b_u + b_i + w\, p_u^\top q_i
+
+    A single learned weight :math:`w` scales the dot product (it can be
+    absorbed into the embeddings, so the model is the classical one). It
+    shares :class:`RatingOutput` with the neural models, so the same training
+    loop, recalibration and checkpoints apply, and the comparison with NeuMF
+    isolates what the neural layers add.
+    """
+
+    def __init__(
+        self,
+        config: MatrixFactorizationConfig,
+        user_features: None = None,
+        item_features: None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.user_factors = nn.Embedding(c.n_users, c.n_factors)
+        self.item_factors = nn.Embedding(c.n_items, c.n_factors)
+        self.noise = GaussianNoise(c.embedding_noise)
+        self.dropout = nn.Dropout(c.dropout)
+        self.output = RatingOutput(
+            1,
+            c.n_users,
+            c.n_items,
+            task=c.task,
+            classifier=c.classifier,
+            use_bias=c.use_bias,
+            rating_offset=c.rating_offset,
+        )
+        for table in (self.user_factors, self.item_factors):
+            nn.init.normal_(table.weight, std=0.05)
+
+    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """Predict for index tensors of shape (batch,); shapes as :class:`NeuMF`."""
+        product = self.dropout(
+            self.noise(self.user_factors(user)) * self.noise(self.item_factors(item))
+        )  # (B, F)
+        return self.output(product.sum(dim=1, keepdim=True), user, item)
+
+
+def mf_builder(
+    n_users: int, n_items: int, **options
+) -> Callable[[float], MatrixFactorization]:
+    """Builder of :class:`MatrixFactorization`; ``options`` are its config fields."""
+    return _builder(
+        MatrixFactorization, MatrixFactorizationConfig, n_users, n_items, None, options
+    )
+
+
 MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "NeuMF": (NeuMF, NeuMFConfig),
     "AutoencoderRecommender": (AutoencoderRecommender, AutoencoderConfig),
+    "MatrixFactorization": (MatrixFactorization, MatrixFactorizationConfig),
 }
 
 
