@@ -385,6 +385,9 @@ def download_zip(
                 f"{url}: MD5 {digest} differs from the published {md5}; not cached"
             )
         with zipfile.ZipFile(partial) as archive:
+            absent = sorted(set(members or []) - set(archive.namelist()))
+            if absent:
+                raise DataSourceError(f"{url} lacks {', '.join(absent)}; not cached")
             safe_extract(archive, Path(scratch), members)
         extracted = Path(scratch) / member_folder
         checked = check(extracted)
