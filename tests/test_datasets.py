@@ -18,6 +18,7 @@ import pytest
 import torch
 from conftest import write_grouplens
 
+from recsys_utils import __main__ as cli
 from recsys_utils import datasets
 from recsys_utils.data import (
     DataSourceError,
@@ -27,6 +28,7 @@ from recsys_utils.data import (
 )
 from recsys_utils.datasets import (
     AGE_GROUPS_1M,
+    DATASETS,
     GENRES_1M,
     GENRES_LATER,
     OCCUPATIONS_1M,
@@ -35,6 +37,7 @@ from recsys_utils.datasets import (
 )
 from recsys_utils.features import build_features
 from recsys_utils.models import neumf_builder
+from recsys_utils.params import ParameterError, RunParameters, check_dataset
 from recsys_utils.training import seeded
 
 CSV_RELEASES = ("ml-20m", "ml-25m", "ml-latest-small")
@@ -574,3 +577,44 @@ def test_unreachable_server_fails_in_one_line(
     message = message_of(raised)
     assert message.startswith(f"could not load ml-25m: {tmp_path / 'cache' / 'ml-25m'}")
     assert "fetching it failed" in message and "unzip it into" in message
+
+
+# --------------------------------------------------------------------------
+# Parameters and the command line
+
+
+def test_every_dataset_name_is_a_valid_parameter() -> None:
+    for name in DATASETS:
+        assert check_dataset("dataset", name) == name
+        assert RunParameters(dataset=name, split="random").dataset == name
+    with pytest.raises(ParameterError, match="parameter dataset='ml-2m'"):
+        check_dataset("dataset", "ml-2m")
+
+
+def test_canonical_folds_are_refused_beyond_ml100k() -> None:
+    with pytest.raises(ParameterError) as raised:
+        RunParameters(dataset="ml-1m")
+    assert "parameter split='u1'" in message_of(raised)
+    assert "use 'random' with dataset='ml-1m'" in str(raised.value)
+
+
+def test_fetch_data_reads_the_dataset_asked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write_ml1m(tmp_path / "ml-1m")
+    assert (
+        cli.main(["fetch-data", "--dataset", "ml-1m", "--data-dir", str(tmp_path)]) == 0
+    )
+    assert "ml-1m ready (grouplens-folder): 5 ratings, 3 users, 4 movies" in (
+        capsys.readouterr().out
+    )
+
+
+def test_fetch_data_failure_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr(datasets, "GROUPLENS_BASE_URL", (tmp_path / "nowhere").as_uri())
+    argv = ["fetch-data", "--dataset", "ml-20m", "--data-dir", str(tmp_path)]
+    assert cli.main(argv) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: could not load ml-20m") and error.count("\n") == 1
