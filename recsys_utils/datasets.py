@@ -399,7 +399,7 @@ def _check_known(
         line = _line_of_row(ratings_path, row, ratings_path.suffix == ".csv")
         raise DataSourceError(
             f"{ratings_path} line {line}: {column} {ratings[column].iloc[row]} is absent "
-            f"from {table_path.name} ({int(unknown.sum())} ratings name such ids); "
+            f"from {table_path.name} (ratings naming an absent id: {int(unknown.sum())}); "
             "the files come from different releases"
         )
 
