@@ -31,9 +31,10 @@ import sys
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -80,33 +81,51 @@ Source = Literal["grouplens-folder", "grouplens-archive", "recbole-wheel"]
 
 _YEAR_IN_TITLE = re.compile(r"\((\d{4})\)")
 
+#: The columns of an items table that are not genre flags.
+ITEM_COLUMNS: tuple[str, ...] = ("item_id", "title", "release_year")
+
+T = TypeVar("T")
+
 
 class DataSourceError(RuntimeError):
-    """No source could supply MovieLens 100k, or a source supplied bad files."""
+    """No source could supply a MovieLens release, or a source supplied bad files."""
 
 
 @dataclass(frozen=True)
 class MovieLens:
-    """The three tidy tables of MovieLens 100k.
+    """The three tidy tables of one MovieLens release.
 
     Attributes
     ----------
     ratings : DataFrame
-        ``user_id, item_id, rating, timestamp`` in the order of ``u.data``
-        (the canonical folds depend on that order).
+        ``user_id, item_id, rating, timestamp`` in file order (the canonical
+        folds of 100k depend on that order). Ids are int32, timestamps
+        int64; ratings are int8 for the whole-star releases (100k, 1M) and
+        float32 for the half-star ones.
     users : DataFrame
-        ``user_id, age, gender, occupation, zip_code``, sorted by id.
+        ``user_id, age, gender, occupation, zip_code``, sorted by id. A
+        release without demographics (10M and later) has the single column
+        ``user_id``, holding every user who rated something.
     items : DataFrame
-        ``item_id, title, release_year`` and one boolean column per genre
-        in :data:`GENRES`, sorted by id. ``release_year`` is nullable.
+        ``item_id, title, release_year`` and one boolean column per genre of
+        the release (:data:`GENRES` for 100k), sorted by id.
+        ``release_year`` is nullable; :func:`genre_columns` lists the flags.
     source : str
         Which source served the files.
+    dataset : str
+        The release, ``"ml-100k"``, ``"ml-1m"``, ...
     """
 
     ratings: pd.DataFrame
     users: pd.DataFrame
     items: pd.DataFrame
     source: Source
+    dataset: str = "ml-100k"
+
+
+def genre_columns(items: pd.DataFrame) -> list[str]:
+    """The genre flags of an items table, in column order."""
+    return [column for column in items.columns if column not in ITEM_COLUMNS]
 
 
 # --------------------------------------------------------------------------
@@ -324,31 +343,74 @@ def safe_extract(
         archive.extract(name, target)
 
 
-def fetch_grouplens_archive(
-    data_dir: Path, url: str = GROUPLENS_URL, timeout: float = 30.0
-) -> Path:
-    """Download ``ml-100k.zip``, verify its MD5, extract it; return the ``ml-100k`` folder."""
+def download_zip(
+    data_dir: Path,
+    name: str,
+    url: str,
+    md5: str,
+    member_folder: str,
+    check: Callable[[Path], T],
+    *,
+    members: list[str] | None = None,
+    timeout: float = 30.0,
+) -> tuple[Path, T]:
+    """Download a GroupLens zip, verify it, extract it into ``<data_dir>/<name>``.
+
+    Everything happens in a scratch folder inside ``data_dir``: the archive
+    must match ``md5``, its members (``members``, default all) are extracted
+    with :func:`safe_extract`, and ``check`` must accept the extracted
+    ``member_folder`` before it is renamed to ``<data_dir>/<name>`` and the
+    archive kept as ``<data_dir>/<name>.zip``. A partial download, a wrong
+    checksum or a bad file therefore leaves the cache as it was.
+
+    Returns
+    -------
+    folder : Path
+        ``<data_dir>/<name>``.
+    checked : object
+        What ``check`` returned, so a caller need not read the files twice.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
-    archive_path = data_dir / "ml-100k.zip"
     with tempfile.TemporaryDirectory(dir=data_dir, prefix=".fetch-") as scratch:
-        partial = Path(scratch) / "ml-100k.zip"
+        partial = Path(scratch) / f"{name}.zip"
+        logger.info("downloading %s", url)
         with (
             urllib.request.urlopen(url, timeout=timeout) as response,
             open(partial, "wb") as out,
         ):
             shutil.copyfileobj(response, out)
         digest = file_digest(partial, "md5")
-        if digest != GROUPLENS_MD5:
+        if digest != md5:
             raise DataSourceError(
-                f"{url}: MD5 {digest} differs from the published {GROUPLENS_MD5}; not cached"
+                f"{url}: MD5 {digest} differs from the published {md5}; not cached"
             )
         with zipfile.ZipFile(partial) as archive:
-            safe_extract(archive, Path(scratch))
-        read_grouplens_folder(Path(scratch) / "ml-100k")
-        shutil.rmtree(data_dir / "ml-100k", ignore_errors=True)
-        (Path(scratch) / "ml-100k").rename(data_dir / "ml-100k")
-        partial.replace(archive_path)
-    return data_dir / "ml-100k"
+            absent = sorted(set(members or []) - set(archive.namelist()))
+            if absent:
+                raise DataSourceError(f"{url} lacks {', '.join(absent)}; not cached")
+            safe_extract(archive, Path(scratch), members)
+        extracted = Path(scratch) / member_folder
+        checked = check(extracted)
+        shutil.rmtree(data_dir / name, ignore_errors=True)
+        extracted.rename(data_dir / name)
+        partial.replace(data_dir / f"{name}.zip")
+    return data_dir / name, checked
+
+
+def fetch_grouplens_archive(
+    data_dir: Path, url: str = GROUPLENS_URL, timeout: float = 30.0
+) -> Path:
+    """Download ``ml-100k.zip``, verify its MD5, extract it; return the ``ml-100k`` folder."""
+    folder, _ = download_zip(
+        data_dir,
+        "ml-100k",
+        url,
+        GROUPLENS_MD5,
+        "ml-100k",
+        read_grouplens_folder,
+        timeout=timeout,
+    )
+    return folder
 
 
 def fetch_recbole_wheel(data_dir: Path, wheel: Path | None = None) -> Path:

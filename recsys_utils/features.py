@@ -1,10 +1,13 @@
 """Content features for the hybrid models: who the user is, what the movie is.
 
 Users: age (standardised), gender, occupation (one-hot, with a column for an
-occupation outside the known list). Movies: the 19 genre flags (multi-hot)
-and the release year (standardised, with a flag for a missing year, whose
-standardised value is then 0, the mean). Rows follow :class:`IdIndex`, so
-row ``k`` describes the user or movie of embedding row ``k``.
+occupation outside the known list), each where the release has it: 100k and
+1M do, 10M and later releases have no demographics, so their user matrix
+has no columns. Movies: the genre flags of the release (multi-hot; 19 for
+100k, 18 for 1M, 20 later) and the release year (standardised, with a flag
+for a missing year, whose standardised value is then 0, the mean). Rows
+follow :class:`IdIndex`, so row ``k`` describes the user or movie of
+embedding row ``k``.
 
 Features describe users and movies, never ratings, so computing the
 standardisation over the whole users and items tables leaks nothing from
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recsys_utils.data import GENRES, OCCUPATIONS, IdIndex
+from recsys_utils.data import OCCUPATIONS, IdIndex, genre_columns
 
 
 class UnknownCategoryWarning(UserWarning):
@@ -59,19 +62,37 @@ def _one_hot(values: pd.Series, known: tuple[str, ...], name: str) -> pd.DataFra
 
 
 def user_features(users: pd.DataFrame, index: IdIndex) -> pd.DataFrame:
-    """Age, gender and occupation of each user, one row per embedding row."""
+    """Age, gender and occupation of each user, one row per embedding row.
+
+    Each of the three columns is encoded only if the users table has it; a
+    table with ``user_id`` alone (a release without demographics) gives a
+    frame with one row per user and no columns. The occupation list is the
+    column's categories when it is categorical (1M), else :data:`OCCUPATIONS`
+    (100k).
+    """
     users = users.set_index("user_id").loc[index.user_ids]
-    frame = pd.DataFrame({"age": _standardise(users["age"])}, index=users.index)
-    frame["gender=F"] = (users["gender"] == "F").to_numpy()
-    frame = frame.join(_one_hot(users["occupation"], OCCUPATIONS, "occupation"))
+    frame = pd.DataFrame(index=users.index)
+    if "age" in users:
+        frame["age"] = _standardise(users["age"])
+    if "gender" in users:
+        frame["gender=F"] = (users["gender"] == "F").to_numpy()
+    if "occupation" in users:
+        occupation = users["occupation"]
+        known = (
+            tuple(occupation.cat.categories)
+            if isinstance(occupation.dtype, pd.CategoricalDtype)
+            else OCCUPATIONS
+        )
+        frame = frame.join(_one_hot(occupation, known, "occupation"))
     return frame.astype("float32")
 
 
 def item_features(items: pd.DataFrame, index: IdIndex) -> pd.DataFrame:
     """Genres and release year of each movie, one row per embedding row."""
+    genres = genre_columns(items)
     items = items.set_index("item_id").loc[index.item_ids]
-    frame = items[list(GENRES)].astype("float32")
-    frame.columns = [f"genre={g}" for g in GENRES]
+    frame = items[genres].astype("float32")
+    frame.columns = [f"genre={g}" for g in genres]
     frame["year"] = _standardise(items["release_year"])
     frame["year missing"] = items["release_year"].isna().to_numpy()
     return frame.astype("float32")
@@ -80,7 +101,22 @@ def item_features(items: pd.DataFrame, index: IdIndex) -> pd.DataFrame:
 def build_features(
     users: pd.DataFrame, items: pd.DataFrame, index: IdIndex
 ) -> Features:
-    """Both feature matrices, ready to hand to a hybrid model."""
+    """Both feature matrices, ready to hand to a hybrid model.
+
+    Returns
+    -------
+    Features
+        ``user`` has shape (n_users, n_user_features), ``item`` has shape
+        (n_items, n_item_features), both float32.
+
+    Notes
+    -----
+    Without demographics (``users`` holds only ``user_id``, as for ml-10m,
+    ml-20m, ml-25m and ml-latest-small) ``user`` has shape (n_users, 0).
+    The model builders read that width as "no user features": the hybrid
+    model then has no user-feature branch and knows a user only through
+    the user embeddings, while movies still bring their genres and year.
+    """
     user, item = user_features(users, index), item_features(items, index)
     return Features(
         user.to_numpy(), item.to_numpy(), tuple(user.columns), tuple(item.columns)

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from recsys_utils.splits import SPLITS
+from recsys_utils.datasets import DATASETS
+from recsys_utils.splits import CANONICAL_FOLDS, SPLITS
 
-DATASETS: tuple[str, ...] = ("ml-100k",)
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 
 
@@ -62,6 +62,11 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     return value  # type: ignore[return-value]
 
 
+def check_dataset(name: str, value: object) -> str:
+    """A MovieLens release, one of :data:`~recsys_utils.datasets.DATASETS`."""
+    return check_choice(name, value, DATASETS)
+
+
 def resolve_device(device: str) -> str:
     """Turn ``"auto"`` into the best device present; refuse one that is absent."""
     check_choice("device", device, DEVICES)
@@ -103,8 +108,12 @@ class RunParameters:
 
     def __post_init__(self) -> None:
         check_int("seed", self.seed, minimum=0)
-        check_choice("dataset", self.dataset, DATASETS)
+        check_dataset("dataset", self.dataset)
         check_choice("split", self.split, SPLITS)
+        if self.split in CANONICAL_FOLDS and self.dataset != "ml-100k":
+            # The folds are blocks of u.data; other files are sorted by user, so
+            # the same blocks would test on users never seen in training.
+            _fail("split", self.split, f"use 'random' with dataset={self.dataset!r}")
         for name in ("n_epochs", "batch_size", "n_factors", "patience", "n_threads"):
             check_int(name, getattr(self, name))
         check_float("learning_rate", self.learning_rate, 0.0, 10.0)
