@@ -281,13 +281,15 @@ class FittedBaseline:
         """How many rows of ``ratings`` have a user or movie unknown to the model."""
         return int(self.unknown(ratings["user_id"], ratings["item_id"]).sum())
 
-    def predict_pairs(self, user_ids, item_ids) -> np.ndarray:
+    def predict_pairs(self, user_ids, item_ids, *, clip: bool = True) -> np.ndarray:
         """Predicted ratings of flat arrays of user and movie ids, shape (n,).
 
-        Float64, clipped to 1..5 as surprise clips. SVD, SVD++, BaselineOnly
-        and the global mean are computed from the learned arrays, in chunks;
-        KNNBaseline goes through ``algo.predict`` one pair at a time (about
-        0.15 ms a pair).
+        Float64, clipped to 1..5 as surprise clips unless ``clip=False``:
+        ranking wants the raw scores, as clipping ties every movie above 5.
+        SVD, SVD++, BaselineOnly and the global mean are computed from the
+        learned arrays, in chunks; KNNBaseline goes through ``algo.predict``
+        one pair at a time (about 0.15 ms a pair, too slow to rank 100
+        candidates for each of 10,000 cases).
         """
         user_ids, item_ids = np.asarray(user_ids), np.asarray(item_ids)
         if user_ids.shape != item_ids.shape or user_ids.ndim != 1:
@@ -299,14 +301,14 @@ class FittedBaseline:
         if predictor.bu is None:
             y_pred = np.array(
                 [
-                    self.algo.predict(u, i).est
+                    self.algo.predict(u, i, clip=False).est
                     for u, i in zip(user_ids, item_ids, strict=True)
                 ],
                 dtype=np.float64,
             )
         else:
             y_pred = _closed_form(predictor, *predictor.inner(user_ids, item_ids))
-        return np.clip(y_pred, *RATING_SCALE)
+        return np.clip(y_pred, *RATING_SCALE) if clip else y_pred
 
     def predict(self, ratings: pd.DataFrame) -> np.ndarray:
         """Predicted ratings of the rows of a table with user_id and item_id."""

@@ -232,3 +232,11 @@ def test_baseline_only_on_the_real_u1_fold(movielens) -> None:
     )
     assert 0.90 < model.valid_rmse < 0.97
     assert model.n_unknown(split.valid) == 0
+
+
+@pytest.mark.parametrize("name", ["SVD", "KNNBaseline"])
+def test_unclipped_scores_clip_to_the_predictions(parts, fitted, name) -> None:
+    held_out = parts[2]
+    model = fitted[name]
+    raw = model.predict_pairs(held_out["user_id"], held_out["item_id"], clip=False)
+    np.testing.assert_allclose(np.clip(raw, 1, 5), model.predict(held_out))
