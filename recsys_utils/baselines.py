@@ -313,6 +313,16 @@ class FittedBaseline:
             y_pred = _closed_form(predictor, *predictor.inner(user_ids, item_ids))
         return np.clip(y_pred, *RATING_SCALE) if clip else y_pred
 
+    @property
+    def n_parameters(self) -> int:
+        """Numbers the fitted model stores to predict: biases, factors, similarities."""
+        arrays = ("bu", "bi", "pu", "qi", "yj", "sim")
+        return 1 + sum(
+            int(np.asarray(getattr(self.algo, name)).size)
+            for name in arrays
+            if getattr(self.algo, name, None) is not None
+        )
+
     def predict(self, ratings: pd.DataFrame) -> np.ndarray:
         """Predicted ratings of the rows of a table with user_id and item_id."""
         return self.predict_pairs(ratings["user_id"], ratings["item_id"])
@@ -447,6 +457,29 @@ def fit_baseline(
         grid_table=grid_table,
         tune_seconds=tune_seconds,
         fit_seconds=fit_seconds,
+    )
+
+
+def refit_baseline(
+    name: str, params: Mapping[str, Any], ratings: pd.DataFrame, *, seed: int
+) -> FittedBaseline:
+    """Fit one baseline with a setting chosen earlier (no search) on ``ratings``.
+
+    Used to carry a setting tuned on one fold's validation part to the other
+    folds; ``valid_rmse`` is NaN and ``grid_table`` empty, since nothing is
+    scored here.
+    """
+    _check_name(name)
+    start = time.perf_counter()
+    algo = build_algo(name, params, seed=seed).fit(to_trainset(ratings))
+    return FittedBaseline._from_algo(
+        name,
+        algo,
+        params=dict(params),
+        valid_rmse=float("nan"),
+        grid_table=pd.DataFrame(),
+        tune_seconds=0.0,
+        fit_seconds=time.perf_counter() - start,
     )
 
 
