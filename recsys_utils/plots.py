@@ -254,3 +254,74 @@ def latent_space(
     axes[1].title.set_fontsize("small")
     fig.tight_layout()
     return fig
+
+
+def rmse_by_model(fold_rmse: pd.DataFrame) -> plt.Figure:
+    """Mean RMSE over the folds per model, best first, with its spread and each fold.
+
+    ``fold_rmse`` has one row per model and one column per fold.
+    """
+    order = fold_rmse.mean(axis=1).sort_values().index
+    values = fold_rmse.loc[order]
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * len(order) + 1.2))
+    positions = np.arange(len(order))
+    ax.barh(
+        positions,
+        values.mean(axis=1),
+        xerr=values.std(axis=1, ddof=1),
+        capsize=3,
+        alpha=0.7,
+    )
+    for position, (_, row) in zip(positions, values.iterrows(), strict=True):
+        ax.scatter(row, np.full(len(row), position), color="black", s=8, zorder=3)
+    low = values.min().min()
+    ax.set_xlim(low - 0.02, values.max().max() + 0.02)
+    ax.set_yticks(positions, order)
+    ax.invert_yaxis()
+    ax.set(
+        xlabel=f"RMSE, mean ± std over {values.shape[1]} folds (dots: folds)",
+        title="Rating error per model, same folds for all",
+    )
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_time(table: pd.DataFrame, *, x: str = "train s") -> plt.Figure:
+    """Accuracy against training time, one labelled point per model (log time)."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.2))
+    points = table[[x, "accuracy"]].apply(pd.to_numeric, errors="coerce").dropna()
+    ax.scatter(points[x], points["accuracy"], zorder=3)
+    for model, row in points.iterrows():
+        ax.annotate(
+            model,
+            (row[x], row["accuracy"]),
+            textcoords="offset points",
+            xytext=(4, 3),
+            fontsize=8,
+        )
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="training time, seconds (log scale)",
+        ylabel="accuracy of rounded predictions",
+        title="What accuracy costs in training time",
+    )
+    fig.tight_layout()
+    return fig
+
+
+def per_rating_f1_by_model(f1: pd.DataFrame) -> plt.Figure:
+    """Heat map of F1 per rating (columns) for every model (rows)."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.4 * len(f1) + 1.4))
+    sns.heatmap(
+        f1.astype(float),
+        annot=True,
+        fmt=".2f",
+        cmap="viridis",
+        vmin=0,
+        vmax=max(0.7, float(np.nanmax(f1.to_numpy(dtype=float)))),
+        cbar_kws={"label": "F1"},
+        ax=ax,
+    )
+    ax.set(xlabel="rating", ylabel="", title="F1 per rating of the rounded predictions")
+    fig.tight_layout()
+    return fig
