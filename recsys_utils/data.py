@@ -24,6 +24,7 @@ References
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -343,6 +344,36 @@ def safe_extract(
         archive.extract(name, target)
 
 
+_SCRATCH_PREFIX = ".fetch-"
+
+
+def _scratch(data_dir: Path) -> tempfile.TemporaryDirectory:
+    """A scratch folder for one download, named after this process.
+
+    A run that was killed leaves its scratch folder behind (a partial
+    download, a half-extracted archive). Those folders are never read as
+    data; the next fetch removes every one whose process is gone.
+    """
+    for stale in data_dir.glob(f"{_SCRATCH_PREFIX}*"):
+        pid = stale.name.removeprefix(_SCRATCH_PREFIX).split("-")[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            logger.info("removing %s, left by an interrupted download", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+    return tempfile.TemporaryDirectory(
+        dir=data_dir, prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-"
+    )
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
 def download_zip(
     data_dir: Path,
     name: str,
@@ -371,7 +402,7 @@ def download_zip(
         What ``check`` returned, so a caller need not read the files twice.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=data_dir, prefix=".fetch-") as scratch:
+    with _scratch(data_dir) as scratch:
         partial = Path(scratch) / f"{name}.zip"
         logger.info("downloading %s", url)
         with (
@@ -422,7 +453,7 @@ def fetch_recbole_wheel(data_dir: Path, wheel: Path | None = None) -> Path:
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     target = data_dir / "ml-100k-recbole"
-    with tempfile.TemporaryDirectory(dir=data_dir, prefix=".fetch-") as scratch:
+    with _scratch(data_dir) as scratch:
         scratch = Path(scratch)
         if wheel is None:
             command = [

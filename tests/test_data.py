@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -127,12 +130,20 @@ def test_item_line_with_wrong_field_count_names_file_and_line(
     ("line", "message"),
     [
         ("1\t1\tfive\t874965758", "'rating' holds a non-numeric value"),
+        ("1\t1\t4", "line 2: expected 4 fields"),
         ("1\t1\t6\t874965758", "rating 6 .* outside 1..5"),
         ("1\t1\t0\t874965758", "rating 0 .* outside 1..5"),
         ("77\t1\t4\t874965758", "name a user_id absent .*first: 77"),
         ("1\t999\t4\t874965758", "name a item_id absent .*first: 999"),
     ],
-    ids=["non-numeric", "rating-6", "rating-0", "unknown-user", "unknown-item"],
+    ids=[
+        "non-numeric",
+        "truncated",
+        "rating-6",
+        "rating-0",
+        "unknown-user",
+        "unknown-item",
+    ],
 )
 def test_bad_rating_line_is_refused(
     grouplens_dir: Path, line: str, message: str
@@ -410,3 +421,31 @@ def test_real_data_description(movielens) -> None:
     summary = describe(movielens)
     assert summary["density"] == round(100_000 / (943 * 1682), 4)
     assert summary["min ratings per user"] == 20
+
+
+def test_partial_download_of_a_killed_run_is_removed_and_replaced(
+    tmp_path: Path, fake_grouplens_zip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    md5 = hashlib.md5(fake_grouplens_zip.read_bytes()).hexdigest()
+    monkeypatch.setattr(data, "GROUPLENS_MD5", md5)
+    cache = tmp_path / "cache"
+    # What a killed download leaves: its scratch folder with half an archive.
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    stale = cache / f".fetch-{finished.stdout.strip()}-x1y2"
+    stale.mkdir(parents=True)
+    (stale / "ml-100k.zip").write_bytes(fake_grouplens_zip.read_bytes()[:100])
+    folder = fetch_grouplens_archive(cache, url=fake_grouplens_zip.as_uri())
+    assert sorted(p.name for p in cache.iterdir()) == ["ml-100k", "ml-100k.zip"]
+    assert load_movielens_100k(cache, download=False).source == "grouplens-folder"
+    assert folder == cache / "ml-100k"
+
+
+def test_scratch_folder_of_a_live_process_is_left_alone(tmp_path: Path) -> None:
+    live = tmp_path / f".fetch-{os.getpid()}-abcd"
+    live.mkdir()
+    with data._scratch(tmp_path) as scratch:
+        assert Path(scratch).name.startswith(f".fetch-{os.getpid()}-")
+    assert live.is_dir()
