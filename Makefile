@@ -14,7 +14,7 @@ LOCK_VENV := _build/lock-venv
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
-.PHONY: help venv data chapters book html test lint lab clean lock
+.PHONY: help venv data chapters book html test lint lab clean lock benchmark
 
 help: ## List the targets
 	@awk -F ':.*## ' '/^[a-z]+:.*## / {printf "  %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,9 @@ test: data ## Run tests/, then every chapter with its small parameters (nbval)
 	    --out $(PREPARED)
 	RECSYS_OUTPUT_DIR=$(TEST_OUT) $(BIN)/pytest --nbval-lax \
 	    --nbval-kernel-name=recsys-book $(PREPARED)
+
+benchmark: data ## Time training against reference loops; writes results/benchmark.json
+	$(BIN)/python benchmarks/speed.py
 
 lint: venv ## Check the code with ruff
 	$(BIN)/ruff check .
