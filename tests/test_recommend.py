@@ -1,4 +1,4 @@
-"""Recommendations from trained models: known users, similar movies, newcomers.
+"""Recommendations from trained models: known users, similar movies, newcomers, CLI.
 
 Most checks use a hand-made matrix factorisation on a six-movie catalogue,
 whose predictions are set by hand (3 + item bias + user . item), so every
@@ -8,6 +8,9 @@ trained for a few epochs on the u1 fold, check the same code on real data.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
+from recsys_utils import __main__ as cli
 from recsys_utils.data import GENRES, IdIndex, MovieLens
 from recsys_utils.experiment import run_experiment
 from recsys_utils.features import build_features
@@ -47,6 +51,8 @@ from recsys_utils.training import (
     seeded,
     torch_threads,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # --------------------------------------------------------------------------
 # A six-movie catalogue with a hand-made model
@@ -466,7 +472,7 @@ def test_newcomer_input_is_checked(tiny) -> None:
 
 
 # --------------------------------------------------------------------------
-# Many users and checkpoints
+# Many users, checkpoints, the command line
 
 
 def test_top_n_lists_match_recommend(tiny, neumf, movielens) -> None:
@@ -503,3 +509,88 @@ def test_recommender_from_a_checkpoint(checkpoint, neumf, movielens, tiny) -> No
         load_recommender(checkpoint, tiny)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_recommender(checkpoint.with_name("absent.pt"), movielens)
+
+
+def run_cli(*arguments: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "recsys_utils", "recommend", *arguments],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_prints_a_user_table(checkpoint, neumf, movielens) -> None:
+    done = run_cli("--checkpoint", str(checkpoint), "--user", "42", "-k", "3")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Top 3 unseen movies for user 42 (NeuMF)"
+    assert lines[1].split()[:2] == ["item_id", "title"]
+    expected = recommend(neumf, 42, k=3, data=movielens)
+    for line, (_, row) in zip(lines[2:], expected.iterrows(), strict=True):
+        assert line.split()[0] == str(row["item_id"])
+        assert row["title"] in line and f"{row['predicted_rating']:.2f}" in line
+
+
+def test_cli_refuses_an_unknown_user_in_one_line(checkpoint) -> None:
+    done = run_cli("--checkpoint", str(checkpoint), "--user", "4242")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("error: unknown user id 4242;")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_cli_refuses_a_missing_checkpoint_in_one_line(tmp_path) -> None:
+    done = run_cli("--checkpoint", str(tmp_path / "no.pt"), "--user", "1")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.strip() == (
+        f"error: {tmp_path / 'no.pt'}: no such checkpoint; run the chapter that "
+        "trains it first"
+    )
+
+
+# The remaining cases run in this process: a subprocess costs seconds of imports.
+
+
+def test_cli_prints_similar_movies(checkpoint, capsys) -> None:
+    argv = [
+        "recommend",
+        "--checkpoint",
+        str(checkpoint),
+        "--similar-to",
+        "1",
+        "-k",
+        "2",
+    ]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 movies most similar to Toy Story (1995)")
+    assert len(out.splitlines()) == 4
+    assert out.splitlines()[1].split() == [
+        "item_id",
+        "title",
+        "release_year",
+        "genres",
+        "similarity",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (("--similar-to", "4242"), "error: unknown movie id 4242;"),
+        (("--user", "42", "-k", "0"), "error: -k 0 must be >= 1"),
+    ],
+)
+def test_cli_refuses_bad_input(checkpoint, capsys, arguments, message) -> None:
+    assert cli.main(["recommend", "--checkpoint", str(checkpoint), *arguments]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(message)
+    assert len(captured.err.strip().splitlines()) == 1
