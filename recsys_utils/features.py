@@ -78,13 +78,82 @@ def user_features(users: pd.DataFrame, index: IdIndex) -> pd.DataFrame:
         frame["gender=F"] = (users["gender"] == "F").to_numpy()
     if "occupation" in users:
         occupation = users["occupation"]
-        known = (
-            tuple(occupation.cat.categories)
-            if isinstance(occupation.dtype, pd.CategoricalDtype)
-            else OCCUPATIONS
+        frame = frame.join(
+            _one_hot(occupation, _known_occupations(occupation), "occupation")
         )
-        frame = frame.join(_one_hot(occupation, known, "occupation"))
     return frame.astype("float32")
+
+
+def _known_occupations(occupation: pd.Series) -> tuple[str, ...]:
+    if isinstance(occupation.dtype, pd.CategoricalDtype):
+        return tuple(occupation.cat.categories)
+    return OCCUPATIONS
+
+
+def user_feature_row(
+    users: pd.DataFrame,
+    *,
+    age: float | None = None,
+    gender: str | None = None,
+    occupation: str | None = None,
+) -> np.ndarray:
+    """Encode a newcomer's demographics exactly as :func:`user_features` encodes a user.
+
+    Parameters
+    ----------
+    users : DataFrame
+        The users table the model's features were built from. Its age mean
+        and standard deviation standardise ``age``, and its columns decide
+        which features exist.
+    age, gender, occupation : optional
+        What the newcomer told us; gender is ``"F"`` or ``"M"``. A field
+        left out gets the mean of its columns over ``users``, the value
+        that says least about the newcomer.
+
+    Returns
+    -------
+    ndarray of shape (n_user_features,), float32
+        In the column order of :func:`user_features`.
+
+    Raises
+    ------
+    ValueError
+        When a field is given that the users table does not have, or the
+        gender is neither ``"F"`` nor ``"M"``.
+    """
+    with warnings.catch_warnings():
+        # The table's own unknown occupations were reported when the model's
+        # features were built; only the newcomer's are news here.
+        warnings.simplefilter("ignore", UnknownCategoryWarning)
+        reference = user_features(
+            users, IdIndex(np.sort(users["user_id"].to_numpy()), np.array([]))
+        )
+    # Missing fields stay at the population mean (0 for the standardised age).
+    row = reference.mean().astype("float64")
+    given = {"age": age, "gender": gender, "occupation": occupation}
+    for name, value in given.items():
+        if value is not None and name not in users:
+            raise ValueError(
+                f"{name}={value!r} was given but the users table has no {name} "
+                "column; leave it out for this release"
+            )
+    if age is not None:
+        ages = users["age"].astype("float64")
+        std = ages.std(ddof=0)
+        row["age"] = (float(age) - ages.mean()) / (std if std > 0 else 1.0)
+    if gender is not None:
+        if gender not in ("F", "M"):
+            raise ValueError(f'gender={gender!r} is not allowed: use "F" or "M"')
+        row["gender=F"] = float(gender == "F")
+    if occupation is not None:
+        one_hot = _one_hot(
+            pd.Series([occupation]),
+            _known_occupations(users["occupation"]),
+            "occupation",
+        )
+        for column in one_hot.columns:
+            row[column] = float(one_hot[column].iloc[0])
+    return row.to_numpy(dtype=np.float32)
 
 
 def item_features(items: pd.DataFrame, index: IdIndex) -> pd.DataFrame:

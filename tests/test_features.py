@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from recsys_utils.features import (
     UnknownCategoryWarning,
     build_features,
     item_features,
+    user_feature_row,
     user_features,
 )
 from recsys_utils.models import neumf_builder
@@ -102,3 +105,29 @@ def test_hybrid_model_reads_the_features_and_survives_a_checkpoint(tmp_path) -> 
     ):  # the features matter: change them, change the output
         model.item_features.copy_(torch.randn_like(model.item_features) * 3)
     assert not torch.equal(model(user, item), before)
+
+
+def test_a_newcomer_is_encoded_like_a_known_user() -> None:
+    users, items = tiny_tables()
+    with pytest.warns(UnknownCategoryWarning):
+        frame = user_features(users, IdIndex.from_tables(users, items))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the table's astronaut is old news
+        row = user_feature_row(users, age=20, gender="F", occupation="student")
+    np.testing.assert_allclose(row, frame.loc[7].to_numpy(), atol=1e-6)
+    with pytest.warns(UnknownCategoryWarning, match="pilot"):
+        row = user_feature_row(users, occupation="pilot")
+    named = pd.Series(row, index=frame.columns)
+    assert named["occupation=unknown"] == 1.0
+    assert named.filter(like="occupation=").sum() == 1.0
+    # Left-out fields take the mean over the users: age 0, a third women.
+    assert named["age"] == pytest.approx(0.0, abs=1e-6)
+    assert named["gender=F"] == pytest.approx(1 / 3)
+
+
+def test_a_newcomer_field_the_table_lacks_is_refused() -> None:
+    users, _ = tiny_tables()
+    with pytest.raises(ValueError, match='use "F" or "M"'):
+        user_feature_row(users.query("user_id != 3"), gender="X")
+    with pytest.raises(ValueError, match="has no age column"):
+        user_feature_row(users[["user_id", "gender"]], age=30)
