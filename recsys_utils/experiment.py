@@ -101,7 +101,7 @@ def run_experiment(
     params: RunParameters,
     build: ModelBuilder,
     *,
-    split: str | None = None,
+    split: str | Split | None = None,
     checkpoint_path: str | Path | None = None,
     verbose: bool = True,
 ) -> Outcome:
@@ -109,15 +109,22 @@ def run_experiment(
 
     A regressor's linear recalibration (``params.calibrate``) is fitted on the
     validation part too. The test part is used once, at the end, for the report.
+    ``split`` names a split for :func:`~recsys_utils.splits.make_split` (default
+    ``params.split``) or is a :class:`~recsys_utils.splits.Split` made elsewhere.
     Ratings whose user or movie has no training rating are predicted by the
     stated rule of :mod:`recsys_utils.fallback`, and counted in the outcome.
     With ``params.resume`` and a ``checkpoint_path``, an interrupted run
     carries on from its last finished epoch (see :func:`~recsys_utils.training.fit`).
     """
-    split_name = split or params.split
-    parts = make_split(
-        data.ratings, split_name, seed=params.seed, valid_fraction=params.valid_fraction
-    )
+    if isinstance(split, Split):  # a split made elsewhere, e.g. a cold-start one
+        parts = split
+    else:
+        parts = make_split(
+            data.ratings,
+            split or params.split,
+            seed=params.seed,
+            valid_fraction=params.valid_fraction,
+        )
     index = IdIndex.from_tables(data.users, data.items)
     config = train_config(params)
     train, valid, test = (

@@ -134,6 +134,52 @@ def _user_tables(model: nn.Module) -> list[tuple[str, nn.Embedding]]:
     ]
 
 
+def _item_tables(model: nn.Module) -> list[tuple[str, nn.Embedding]]:
+    """Every embedding table with one row per movie, by its dotted name."""
+    return [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Embedding)
+        and name.rpartition(".")[2].startswith("item")
+        and module.num_embeddings == model.config.n_items
+    ]
+
+
+def with_average_rows(
+    model: nn.Module, *, users: Iterable[int] = (), items: Iterable[int] = ()
+) -> nn.Module:
+    """A copy of ``model`` in which the given users and movies are average ones.
+
+    Rows of users or movies that had no training rating were never fitted
+    (weight decay alone moved them). Here every embedding and bias row of the
+    given dense ``users`` and ``items`` is set to the mean of the other rows
+    of its table, the model's average user or movie. A hybrid model keeps
+    their own feature rows, so only its feature branch tells them apart: the
+    cold-start behaviour the hybrid models are meant to have.
+
+    Returns
+    -------
+    nn.Module
+        The copy, in evaluation mode; ``model`` is not touched.
+    """
+    changed = copy.deepcopy(model)
+    for rows, tables in (
+        (np.asarray(list(users), dtype=np.int64), _user_tables(changed)),
+        (np.asarray(list(items), dtype=np.int64), _item_tables(changed)),
+    ):
+        if rows.size == 0:
+            continue
+        for _, table in tables:
+            keep = np.ones(table.num_embeddings, dtype=bool)
+            keep[rows] = False
+            with torch.no_grad():
+                weight = table.weight
+                weight[torch.as_tensor(rows)] = weight[torch.as_tensor(keep)].mean(
+                    dim=0
+                )
+    return changed.eval()
+
+
 def add_user(
     model: nn.Module, user_features: np.ndarray | torch.Tensor | None = None
 ) -> nn.Module:

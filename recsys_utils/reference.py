@@ -106,6 +106,7 @@ def verdict_sentence(model: str, measured: dict) -> str:
     parts = [f"{kind} on {', '.join(groups[kind])}" for kind in groups if groups[kind]]
     return "At the original study's two decimals, it is " + "; ".join(parts) + "."
 
+
 # The original study set its best five-class F1 beside an F1 quoted from a paper
 # on autoencoder recommenders with natural-noise removal; both figures as the
 # original study reports them {cite}`diezmateo`.

@@ -105,3 +105,58 @@ def make_split(
     # A distinct stream for the carve-out, so it does not mirror the test draw.
     train, valid = holdout(train, valid_fraction * len(ratings) / len(train), seed + 1)
     return Split(split, train, valid, test)
+
+
+def cold_start_split(
+    ratings: pd.DataFrame,
+    *,
+    kind: str,
+    fraction: float,
+    seed: int,
+    max_item_ratings: int | None = None,
+    valid_fraction: float = 0.1,
+) -> Split:
+    """Hold out whole users or whole rarely rated movies: every rating of them is test.
+
+    Parameters
+    ----------
+    ratings : DataFrame
+        The ratings table.
+    kind : {"users", "movies"}
+        ``"users"``: a random ``fraction`` of all users. ``"movies"``: a
+        random ``fraction`` of the movies with at most ``max_item_ratings``
+        ratings (all movies when it is None).
+    fraction : float
+        Share of the eligible users or movies held out, in (0, 1).
+    seed : int
+        Seeds the choice of held-out ids and the validation carve-out.
+    valid_fraction : float
+        Share of the remaining ratings kept for validation (early stopping).
+
+    Returns
+    -------
+    Split
+        Named ``"new users"`` or ``"new movies"``. No held-out user (or
+        movie) has a rating in ``train`` or ``valid``.
+    """
+    if kind not in ("users", "movies"):
+        raise ValueError(f"kind={kind!r} is unknown; use 'users' or 'movies'")
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction={fraction!r} must lie strictly between 0 and 1")
+    column = "user_id" if kind == "users" else "item_id"
+    counts = ratings[column].value_counts().sort_index()
+    if max_item_ratings is not None and kind == "movies":
+        counts = counts[counts <= max_item_ratings]
+    eligible = counts.index.to_numpy()
+    n_held = int(round(fraction * len(eligible)))
+    if n_held == 0:
+        raise ValueError(
+            f"fraction={fraction!r} of {len(eligible)} eligible {kind} holds out none; "
+            "raise fraction (or max_item_ratings)"
+        )
+    rng = np.random.default_rng(seed)
+    held = rng.choice(eligible, size=n_held, replace=False)
+    in_test = ratings[column].isin(held).to_numpy()
+    rest, test = ratings[~in_test], ratings[in_test]
+    train, valid = holdout(rest, valid_fraction, seed + 1)
+    return Split(f"new {kind}", train, valid, test)

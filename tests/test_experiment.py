@@ -23,6 +23,7 @@ from recsys_utils.experiment import (
 )
 from recsys_utils.models import neumf_builder
 from recsys_utils.params import RunParameters
+from recsys_utils.splits import cold_start_split
 
 # A tiny model never predicts the extreme ratings: NaN precision is expected.
 pytestmark = pytest.mark.filterwarnings(
@@ -259,3 +260,14 @@ def test_paired_comparison_needs_the_same_folds(cv) -> None:
     del baseline["folds"]["u3"]
     with pytest.raises(ValueError, match="u3"):
         paired_fold_comparison(baseline, cv)
+
+
+def test_a_split_made_elsewhere_is_trained_on_as_given(movielens) -> None:
+    split = cold_start_split(movielens.ratings, kind="users", fraction=0.05, seed=1)
+    index = IdIndex.from_tables(movielens.users, movielens.items)
+    build = neumf_builder(index.n_users, index.n_items, **MODEL_OPTIONS)
+    outcome = run_experiment(movielens, PARAMS, build, split=split, verbose=False)
+    assert outcome.split is split
+    count = outcome.fallback["test"]
+    # every test rating is of a user without training ratings: all get the fallback
+    assert count.unseen_users == count.replaced == len(split.test)

@@ -44,6 +44,7 @@ from recsys_utils.recommend import (
     score_items,
     similar_movies,
     top_n_lists,
+    with_average_rows,
 )
 from recsys_utils.training import (
     CheckpointError,
@@ -594,3 +595,30 @@ def test_cli_refuses_bad_input(checkpoint, capsys, arguments, message) -> None:
     assert captured.out == ""
     assert captured.err.startswith(message)
     assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_average_rows_replace_only_the_given_users_and_movies(hybrid) -> None:
+    before = {name: value.clone() for name, value in hybrid.state_dict().items()}
+    changed = with_average_rows(hybrid, users=[0, 5], items=[7])
+    others = np.ones(943, dtype=bool)
+    others[[0, 5]] = False
+    for name in ("user_gmf", "user_mlp"):
+        table, original = getattr(changed, name).weight, getattr(hybrid, name).weight
+        torch.testing.assert_close(table[0], original[torch.as_tensor(others)].mean(0))
+        torch.testing.assert_close(table[5], table[0])
+        torch.testing.assert_close(table[1], original[1])
+    torch.testing.assert_close(
+        changed.output.user_bias.weight[5], changed.output.user_bias.weight[0]
+    )
+    kept = np.ones(1682, dtype=bool)
+    kept[7] = False
+    torch.testing.assert_close(
+        changed.item_gmf.weight[7],
+        hybrid.item_gmf.weight[torch.as_tensor(kept)].mean(0),
+    )
+    # the hybrid model still tells two average users apart by their features
+    pairs = (torch.tensor([0, 5]), torch.tensor([3, 3]))
+    first, second = changed(*pairs)
+    assert not torch.isclose(first, second)
+    for name, value in hybrid.state_dict().items():
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from recsys_utils.splits import CANONICAL_FOLDS, SPLITS, Split, holdout, make_split
+from recsys_utils.splits import (
+    CANONICAL_FOLDS,
+    SPLITS,
+    Split,
+    cold_start_split,
+    holdout,
+    make_split,
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +95,34 @@ def test_unknown_split_names_the_allowed_ones(movielens) -> None:
 def test_holdout_refuses_fraction_outside_open_interval(movielens, fraction) -> None:
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         holdout(movielens.ratings, fraction, seed=0)
+
+
+@pytest.mark.parametrize("kind", ["users", "movies"])
+def test_cold_start_split_holds_out_whole_users_or_movies(movielens, kind) -> None:
+    split = cold_start_split(
+        movielens.ratings, kind=kind, fraction=0.2, max_item_ratings=30, seed=3
+    )
+    column = "user_id" if kind == "users" else "item_id"
+    held = set(split.test[column])
+    seen = set(split.train[column]) | set(split.valid[column])
+    assert held and not held & seen
+    assert len(split.train) + len(split.valid) + len(split.test) == 100_000
+    counts = movielens.ratings[column].value_counts()
+    if kind == "movies":
+        assert counts[list(held)].max() <= 30
+        eligible = (counts <= 30).sum()
+        assert len(held) == round(0.2 * eligible)
+    else:
+        # every rating of a held-out user is a test rating
+        assert len(split.test) == counts[list(held)].sum()
+    again = cold_start_split(
+        movielens.ratings, kind=kind, fraction=0.2, max_item_ratings=30, seed=3
+    )
+    pd.testing.assert_frame_equal(again.test, split.test)
+
+
+def test_cold_start_split_refuses_bad_requests(movielens) -> None:
+    with pytest.raises(ValueError, match="kind='items'"):
+        cold_start_split(movielens.ratings, kind="items", fraction=0.1, seed=0)
+    with pytest.raises(ValueError, match="holds out none"):
+        cold_start_split(movielens.ratings, kind="users", fraction=0.0001, seed=0)
