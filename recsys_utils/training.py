@@ -329,7 +329,12 @@ def fit(
         class_weight = balanced_class_weights(train.rating)
     loss_fn = _loss_fn(task, class_weight)
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        model.parameters(),
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        # One kernel for every parameter tensor instead of a dozen small ops
+        # each: about a fifth of a NeuMF epoch on the CPU (make benchmark).
+        fused=train.user.device.type in ("cpu", "cuda"),
     )
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     n_train = len(train)

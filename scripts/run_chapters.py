@@ -3,8 +3,12 @@
     python scripts/run_chapters.py                      # every chapter, published
     python scripts/run_chapters.py --params small 03_ncf_regression
     python scripts/run_chapters.py --params small --prepare-only --out DIR
+    python scripts/run_chapters.py --jobs 1             # one chapter at a time
 
-Published parameters are the defaults in each notebook's ``parameters`` cell,
+Up to ``--jobs`` chapters run at once, each in its own kernel with one torch
+thread; a chapter waits for the chapters its notebook metadata lists under
+``recsys.needs`` (the ones whose results it reads), so the order of the book
+holds wherever it matters. Published parameters are the defaults in each notebook's ``parameters`` cell,
 so nothing is injected; ``small`` injects ``params/small/<stem>.yaml``.
 Each executed notebook is written under a temporary name and renamed only
 when the whole chapter succeeded, so the book never picks up a half-run one;
@@ -20,6 +24,7 @@ import os
 import re
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import papermill as pm
@@ -70,6 +75,12 @@ def load_params(kind: str, stem: str) -> dict | None:
 
 
 BOOK_CHAPTERS = ROOT / "book" / "chapters"
+
+
+def needs(src: Path) -> set[str]:
+    """The chapters whose results ``src`` reads (its ``recsys.needs`` metadata)."""
+    metadata = json.loads(src.read_text(encoding="utf-8")).get("metadata", {})
+    return set(metadata.get("recsys", {}).get("needs", []))
 
 
 def absolutize_env() -> None:
@@ -153,7 +164,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="inject parameters without executing (for nbval)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="chapters run at once (default: 2, or 1 on a one-core machine)",
+    )
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: use a whole number >= 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,17 +183,43 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[OUTPUT_DIR_ENV] = str(args.out.resolve())
     absolutize_env()
     args.out.mkdir(parents=True, exist_ok=True)
-    for src in chapter_paths(args.chapters):
-        params = load_params(args.params, src.stem)
-        try:
-            seconds = run_chapter(src, args.out, params, args.prepare_only)
-        except PapermillExecutionError:
-            return 1
-        if args.prepare_only:
+    sources = chapter_paths(args.chapters)
+    params = {src.stem: load_params(args.params, src.stem) for src in sources}
+    if args.prepare_only:
+        for src in sources:
+            run_chapter(src, args.out, params[src.stem], prepare_only=True)
             print(f"prepared {src.stem}")
-            continue
-        record_time(src.stem, seconds, args.params)
-        print(f"ran {src.stem} in {seconds:.1f} s", flush=True)
+        return 0
+    # A needed chapter that is not being run now must have run before.
+    waiting = {src.stem: (src, needs(src) & set(params)) for src in sources}
+    done: set[str] = set()
+    failed = False
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        running = {}
+        while waiting or running:
+            ready = [stem for stem, (_, need) in waiting.items() if need <= done]
+            for stem in [] if failed else ready:
+                src, _ = waiting.pop(stem)
+                future = pool.submit(run_chapter, src, args.out, params[stem], False)
+                running[future] = stem
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                stem = running.pop(future)
+                try:
+                    seconds = future.result()
+                except PapermillExecutionError:
+                    failed = True  # reported by run_chapter; let the others finish
+                    continue
+                done.add(stem)
+                record_time(stem, seconds, args.params)
+                print(f"ran {stem} in {seconds:.1f} s", flush=True)
+    if failed or waiting:
+        skipped = ", ".join(sorted(waiting))
+        if skipped:
+            print(f"not run, a chapter they need failed: {skipped}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -68,3 +68,19 @@ def test_toc_chapters_have_sources() -> None:
         if entry.startswith("book/chapters/"):
             stem = entry.removeprefix("book/chapters/")
             assert (ROOT / "notebooks" / f"{stem}.ipynb").is_file(), entry
+
+
+def test_chapters_a_notebook_reads_are_among_its_needs(chapter: Path) -> None:
+    """run_chapters.py runs chapters in parallel; a chapter that reads another's
+    results must list it under ``recsys.needs`` or it may run too early."""
+    notebook = read(chapter)
+    source = "\n".join(cell.source for cell in notebook.cells)
+    stems = {path.stem for path in CHAPTERS}
+    mentioned = {
+        stem for stem in stems if f'"{stem}"' in source and stem != chapter.stem
+    }
+    needs = set(notebook.metadata.get("recsys", {}).get("needs", []))
+    assert mentioned <= needs, f"add {sorted(mentioned - needs)} to recsys.needs"
+    assert needs <= stems
+    earlier = {path.stem for path in CHAPTERS if path.stem < chapter.stem}
+    assert needs <= earlier, "a chapter can only need chapters before it"

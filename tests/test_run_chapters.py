@@ -1,0 +1,81 @@
+"""scripts/run_chapters.py: chapters run in parallel, each after the ones it needs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    spec = importlib.util.spec_from_file_location(
+        "run_chapters", ROOT / "scripts" / "run_chapters.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_chapters", module)  # picklable by name
+    spec.loader.exec_module(module)
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    monkeypatch.setattr(module, "NOTEBOOKS", notebooks)
+    monkeypatch.setattr(module, "FAILED_DIR", tmp_path / "failed")
+    monkeypatch.setenv("RECSYS_OUTPUT_DIR", str(tmp_path / "output"))
+    return module, notebooks
+
+
+def write_chapter(folder: Path, stem: str, code: str, needs=()) -> None:
+    stamp = (
+        "import json, os, time, pathlib\n"
+        "log = pathlib.Path(os.environ['RECSYS_OUTPUT_DIR']) / 'log.jsonl'\n"
+        "log.parent.mkdir(parents=True, exist_ok=True)\n"
+        f"start = time.time()\n{code}\n"
+        "with log.open('a') as f:\n"
+        f"    f.write(json.dumps(['{stem}', start, time.time()]) + '\\n')\n"
+    )
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(stamp)],
+        metadata={
+            "kernelspec": {"name": "recsys-book", "display_name": "Python (recsys-book)",
+                           "language": "python"},
+            "recsys": {"needs": list(needs)},
+        },
+    )  # fmt: skip
+    nbformat.write(notebook, folder / f"{stem}.ipynb")
+
+
+def test_a_chapter_starts_after_the_chapters_it_needs(runner, tmp_path: Path) -> None:
+    module, notebooks = runner
+    write_chapter(notebooks, "01_slow", "time.sleep(3)")
+    write_chapter(notebooks, "02_quick", "pass")
+    write_chapter(notebooks, "03_reader", "pass", needs=["01_slow"])
+    assert module.main(["--out", str(tmp_path / "out"), "--jobs", "2"]) == 0
+    log = tmp_path / "output" / "log.jsonl"
+    runs = {stem: (start, end) for stem, start, end in map(json.loads, log.open())}
+    assert runs["02_quick"][0] < runs["01_slow"][1]  # ran alongside the slow one
+    assert runs["03_reader"][0] >= runs["01_slow"][1]  # waited for what it needs
+    times = json.loads((tmp_path / "output" / "results" / "run_times.json").read_text())
+    assert set(times) == {"01_slow", "02_quick", "03_reader"}
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.ipynb")) == [
+        "01_slow.ipynb", "02_quick.ipynb", "03_reader.ipynb",
+    ]  # fmt: skip
+
+
+def test_a_failed_chapter_stops_those_that_need_it(
+    runner, tmp_path: Path, capfd
+) -> None:
+    module, notebooks = runner
+    write_chapter(notebooks, "01_broken", "raise ValueError('no data here')")
+    write_chapter(notebooks, "02_reader", "pass", needs=["01_broken"])
+    assert module.main(["--out", str(tmp_path / "out"), "--jobs", "2"]) == 1
+    err = capfd.readouterr().err  # the child process reports the failing cell
+    assert "ValueError: no data here" in err
+    assert "not run, a chapter they need failed: 02_reader" in err
+    assert not list((tmp_path / "out").glob("*.ipynb"))  # nothing half-run is kept
+    assert (tmp_path / "failed" / "01_broken.ipynb").is_file()
