@@ -207,3 +207,46 @@ def rank_agreement(table: pd.DataFrame, a: str, b: str) -> float:
     both = table[[a, b]].apply(pd.to_numeric, errors="coerce").dropna()
     sign = -1 if (a in LOWER_IS_BETTER) != (b in LOWER_IS_BETTER) else 1
     return float(sign * stats.spearmanr(both[a], both[b]).statistic)
+
+
+# --------------------------------------------------------------------------
+# A blend of models
+
+
+@dataclass(frozen=True)
+class Blend:
+    r"""A linear blend :math:`\hat r = w_0 + \sum_m w_m \hat r_m`, clipped to 1..5."""
+
+    names: tuple[str, ...]
+    weights: np.ndarray  # (1 + len(names),): intercept first
+
+    def predict(self, predictions: dict[str, np.ndarray]) -> np.ndarray:
+        """Blend the components' predictions of the same ratings, shape (n,)."""
+        missing = [name for name in self.names if name not in predictions]
+        if missing:
+            raise KeyError(f"the blend needs predictions of {missing}")
+        columns = np.column_stack([predictions[name] for name in self.names])
+        return np.clip(self.weights[0] + columns @ self.weights[1:], 1.0, 5.0)
+
+
+def fit_blend(predictions: dict[str, np.ndarray], y_true: np.ndarray) -> Blend:
+    """Least-squares blend weights, with an intercept, on held-out ratings.
+
+    ``predictions`` maps each component to its predictions of the ratings
+    ``y_true``; they must be ratings the components did not learn from (the
+    validation part), or the blend rewards overfitting. Least squares with an
+    intercept can always put all weight on one component, so on the ratings
+    it was fitted to the blend is never worse than its best component.
+    """
+    if not predictions:
+        raise ValueError("a blend needs at least one component")
+    names = tuple(predictions)
+    y_true = np.asarray(y_true, dtype=np.float64)
+    columns = np.column_stack([np.asarray(predictions[n], float) for n in names])
+    if columns.shape[0] != len(y_true):
+        raise ValueError(
+            f"predictions of {columns.shape[0]} ratings for {len(y_true)} true ones"
+        )
+    design = np.column_stack([np.ones(len(y_true)), columns])
+    weights, *_ = np.linalg.lstsq(design, y_true, rcond=None)
+    return Blend(names, weights)

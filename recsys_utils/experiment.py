@@ -58,6 +58,8 @@ class Outcome:
     calibration: Calibration | None = None  # regressors only
     # Rows of the test / validation part with a user or movie unseen in training.
     fallback: dict[str, FallbackCount] | None = None
+    # The validation part's table, as ``predictions`` is the test part's.
+    valid_predictions: pd.DataFrame | None = None
 
     def summary(self) -> dict:
         return {
@@ -159,7 +161,9 @@ def run_experiment(
 
     fallback = Fallback.from_ratings(parts.train)
     report, predictions, test_count = score(model, parts.test, test, fallback)
-    valid_report, _, valid_count = score(model, parts.valid, valid, fallback)
+    valid_report, valid_predictions, valid_count = score(
+        model, parts.valid, valid, fallback
+    )
     return Outcome(
         parts,
         result,
@@ -168,6 +172,7 @@ def run_experiment(
         valid_report,
         calibration,
         {"test": test_count, "valid": valid_count},
+        valid_predictions,
     )
 
 
@@ -360,6 +365,49 @@ def save_predictions(chapter: str, outcome: Outcome) -> Path:
     with atomic_path(path) as tmp:
         outcome.predictions.to_csv(tmp, index=False, float_format="%.6f")
     return path
+
+
+FOLD_PREDICTION_COLUMNS: tuple[str, ...] = (
+    "split", "part", "user_id", "item_id", "rating", "prediction",
+)  # fmt: skip
+
+
+def save_fold_predictions(chapter: str, outcomes: dict[str, Outcome]) -> Path:
+    """Write ``results/<chapter>_fold_predictions.csv``: every split's two parts.
+
+    One row per validation and test rating of each outcome (for example the
+    five canonical folds and the random split), with the predicted rating.
+    Later chapters combine models from these files, for instance fitting a
+    blend on the validation rows and scoring it on the test rows.
+    """
+    tables = []
+    for name, outcome in outcomes.items():
+        for part, table in (
+            ("valid", outcome.valid_predictions),
+            ("test", outcome.predictions),
+        ):
+            if table is None:
+                raise ValueError(f"{name}: the outcome holds no {part} predictions")
+            tables.append(
+                table[["user_id", "item_id", "rating", "prediction"]].assign(
+                    split=name, part=part
+                )
+            )
+    frame = pd.concat(tables, ignore_index=True)[list(FOLD_PREDICTION_COLUMNS)]
+    path = paths.results_dir() / f"{chapter}_fold_predictions.csv"
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6f")
+    return path
+
+
+def load_fold_predictions(chapter: str) -> pd.DataFrame:
+    """Read what :func:`save_fold_predictions` wrote; a clear error if it is absent."""
+    path = paths.results_dir() / f"{chapter}_fold_predictions.csv"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing; run the chapter {chapter} first (make book)"
+        )
+    return pd.read_csv(path)
 
 
 def load_results(chapter: str) -> dict:

@@ -12,6 +12,7 @@ from recsys_utils.benchmarks import (
     LITERATURE,
     best_per_column,
     bootstrap_rmse_difference,
+    fit_blend,
     literature_table,
     paired_fold_tests,
     rank_agreement,
@@ -95,3 +96,30 @@ def test_literature_cites_keys_of_the_bibliography() -> None:
     for result in LITERATURE:
         assert f"{{{result.source}," in bibliography
     assert literature_table().loc["GLocal-K", "RMSE"] == 0.8889
+
+
+def test_blend_finds_the_informative_component() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(1, 6, 3000).astype(float)
+    parts = {
+        "good": y + rng.normal(0, 0.5, 3000),
+        "noise": rng.uniform(1, 5, 3000),
+        "other": y + rng.normal(0, 0.9, 3000),
+    }
+    blend = fit_blend(parts, y)
+    weights = dict(zip(blend.names, blend.weights[1:], strict=True))
+    assert weights["good"] > 0.6 > abs(weights["noise"])
+    rmse = {name: np.sqrt(np.mean((p - y) ** 2)) for name, p in parts.items()}
+    blended = np.sqrt(np.mean((blend.predict(parts) - y) ** 2))
+    assert blended < min(rmse.values())  # two partly independent errors average out
+    assert blend.predict({n: np.full(2, 9.0) for n in blend.names}).max() <= 5.0
+
+
+def test_blend_refuses_missing_or_mismatched_components() -> None:
+    blend = fit_blend({"a": np.array([1.0, 2.0, 3.0])}, np.array([1.0, 2.0, 3.0]))
+    with pytest.raises(KeyError, match=r"\['a'\]"):
+        blend.predict({"b": np.ones(3)})
+    with pytest.raises(ValueError, match="3 ratings for 2"):
+        fit_blend({"a": np.ones(3)}, np.ones(2))
+    with pytest.raises(ValueError, match="at least one"):
+        fit_blend({}, np.ones(2))

@@ -14,9 +14,11 @@ from recsys_utils.data import IdIndex
 from recsys_utils.experiment import (
     Outcome,
     cross_validate,
+    load_fold_predictions,
     load_results,
     paired_fold_comparison,
     run_experiment,
+    save_fold_predictions,
     save_predictions,
     save_results,
     select_variant,
@@ -271,3 +273,21 @@ def test_a_split_made_elsewhere_is_trained_on_as_given(movielens) -> None:
     count = outcome.fallback["test"]
     # every test rating is of a user without training ratings: all get the fallback
     assert count.unseen_users == count.replaced == len(split.test)
+
+
+def test_fold_predictions_hold_both_parts_of_each_split(
+    regression: Outcome, output_dir: Path
+) -> None:
+    path = save_fold_predictions(CHAPTER, {"u1": regression})
+    assert path == output_dir / "results" / f"{CHAPTER}_fold_predictions.csv"
+    table = load_fold_predictions(CHAPTER)
+    assert table.groupby("part").size().to_dict() == {"test": 20_000, "valid": 10_000}
+    valid = table[table["part"] == "valid"]
+    np.testing.assert_allclose(
+        valid["prediction"], regression.valid_predictions["prediction"], atol=1e-6
+    )
+    assert valid["rating"].to_numpy() == pytest.approx(
+        regression.split.valid["rating"].to_numpy()
+    )
+    with pytest.raises(FileNotFoundError, match="run the chapter 98_absent"):
+        load_fold_predictions("98_absent")
