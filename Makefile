@@ -58,7 +58,8 @@ lint: venv ## Check the code with ruff
 	$(BIN)/ruff format --check .
 
 lab: venv ## Open JupyterLab on notebooks/
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks \
+	    $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean: ## Remove build products and chapter outputs (keeps .venv and data/)
 	rm -rf _build book/chapters results plots checkpoints

@@ -17,17 +17,33 @@ DATA_DIR_ENV = "RECSYS_DATA_DIR"
 OUTPUT_DIR_ENV = "RECSYS_OUTPUT_DIR"
 
 
+def _from_env(variable: str, default: Path) -> Path:
+    value = os.environ.get(variable)
+    if not value:
+        return default
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        # A chapter's kernel runs in notebooks/, so a relative path would
+        # silently land somewhere other than where the user meant.
+        raise ValueError(
+            f"${variable}={value!r} is a relative path; set it to an absolute one, "
+            f"for example {variable}=$PWD/{value}"
+        )
+    return path
+
+
 def data_dir() -> Path:
     """Folder that caches the MovieLens files (``$RECSYS_DATA_DIR`` or ``data/``)."""
-    return Path(os.environ.get(DATA_DIR_ENV) or PROJECT_ROOT / "data")
+    return _from_env(DATA_DIR_ENV, PROJECT_ROOT / "data")
 
 
 def output_dir() -> Path:
     """Folder holding ``results/``, ``plots/`` and ``checkpoints/``.
 
-    ``$RECSYS_OUTPUT_DIR`` when set, otherwise the repository root.
+    ``$RECSYS_OUTPUT_DIR`` when set (an absolute path), otherwise the
+    repository root.
     """
-    return Path(os.environ.get(OUTPUT_DIR_ENV) or PROJECT_ROOT)
+    return _from_env(OUTPUT_DIR_ENV, PROJECT_ROOT)
 
 
 def results_dir() -> Path:

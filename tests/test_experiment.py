@@ -291,3 +291,19 @@ def test_fold_predictions_hold_both_parts_of_each_split(
     )
     with pytest.raises(FileNotFoundError, match="run the chapter 98_absent"):
         load_fold_predictions("98_absent")
+
+
+@pytest.mark.parametrize("variable", ["RECSYS_OUTPUT_DIR", "RECSYS_DATA_DIR"])
+def test_relative_location_is_refused_naming_the_fix(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recsys_utils import paths
+
+    monkeypatch.setenv(variable, "relexp")
+    with pytest.raises(ValueError, match=rf"\${variable}='relexp' is a relative path"):
+        paths.output_dir() if variable == "RECSYS_OUTPUT_DIR" else paths.data_dir()
+    monkeypatch.setenv(variable, "/tmp/absolute")
+    assert (
+        str(paths.output_dir() if variable == "RECSYS_OUTPUT_DIR" else paths.data_dir())
+        == "/tmp/absolute"
+    )
