@@ -36,6 +36,32 @@ class GaussianNoise(nn.Module):
         return x
 
 
+class Dropout(nn.Module):
+    """Inverted dropout: zero each unit with probability ``p`` while training.
+
+    The same rule as :class:`torch.nn.Dropout`, drawn differently: one
+    uniform number per unit, compared with ``p``, gives a mask already
+    scaled by :math:`1 / (1 - p)`. torch's Bernoulli sampler on the CPU
+    costs about twice as much per unit, and at the book's sizes dropout
+    masks were a fifth of a NeuMF epoch (``make benchmark``).
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout p={p!r} is not allowed: use a number in [0, 1)")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = (torch.rand_like(x) >= self.p).to(x.dtype)
+        return x * keep.mul_(1 / (1 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 def mlp_block(
     n_in: int,
     n_out: int,
@@ -50,7 +76,7 @@ def mlp_block(
         layers.append(nn.BatchNorm1d(n_out))
     layers.append(activation())
     if dropout > 0:
-        layers.append(nn.Dropout(dropout))
+        layers.append(Dropout(dropout))
     return nn.Sequential(*layers)
 
 
@@ -641,7 +667,7 @@ class MatrixFactorization(RatingModel):
         self.user_factors = nn.Embedding(c.n_users, c.n_factors)
         self.item_factors = nn.Embedding(c.n_items, c.n_factors)
         self.noise = GaussianNoise(c.embedding_noise)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.output = RatingOutput(
             1,
             c.n_users,

@@ -365,13 +365,14 @@ def fit(
             epoch_start = time.perf_counter()
             model.train()
             order = torch.randperm(n_train, generator=generator).to(train.user.device)
+            # Shuffle the whole split once, so that each batch is a contiguous
+            # slice rather than three gathers of scattered rows.
+            user, item = train.user[order], train.item[order]
+            target = _target(train.rating[order], task)
             total = 0.0
             for start, end in zip(starts, ends, strict=True):
-                batch = order[start:end]
-                out = model(train.user[batch], train.item[batch])
-                loss = (
-                    loss_fn(out, _target(train.rating[batch], task)) + model.penalty()
-                )
+                out = model(user[start:end], item[start:end])
+                loss = loss_fn(out, target[start:end]) + model.penalty()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from recsys_utils.models import (
+    Dropout,
     GaussianNoise,
     MatrixFactorizationConfig,
     NeuMF,
@@ -116,6 +117,39 @@ def test_gaussian_noise_perturbs_in_train_mode() -> None:
     with seeded(0):
         perturbed = noise(x)
     assert perturbed.std().item() == pytest.approx(0.5, rel=0.1)
+
+
+def test_dropout_zeroes_the_stated_share_and_keeps_the_mean() -> None:
+    dropout = Dropout(0.2).train()
+    x = torch.ones(500, 64)
+    with seeded(0):
+        out = dropout(x)
+    assert (out == 0).float().mean().item() == pytest.approx(0.2, abs=0.01)
+    # Survivors are scaled by 1 / (1 - p), so the expected value is unchanged.
+    assert torch.allclose(out[out != 0], torch.tensor(1.25))
+    assert out.mean().item() == pytest.approx(1.0, abs=0.02)
+
+
+def test_dropout_passes_gradients_only_through_kept_units() -> None:
+    x = torch.ones(50, 10, requires_grad=True)
+    with seeded(1):
+        out = Dropout(0.5).train()(x)
+    out.sum().backward()
+    assert torch.equal(x.grad, out.detach())
+
+
+def test_dropout_is_identity_in_eval_mode_and_at_zero_rate() -> None:
+    x = torch.randn(100, 8)
+    assert torch.equal(Dropout(0.3).eval()(x), x)
+    state = torch.get_rng_state()
+    assert torch.equal(Dropout(0.0).train()(x), x)
+    assert torch.equal(torch.get_rng_state(), state)  # no random number drawn
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0])
+def test_dropout_refuses_a_rate_outside_zero_one(p: float) -> None:
+    with pytest.raises(ValueError, match=r"dropout p=.* use a number in \[0, 1\)"):
+        Dropout(p)
 
 
 def test_config_accepts_a_list_for_mlp_layers() -> None:
