@@ -26,6 +26,7 @@ from recsys_utils._io import atomic_path
 from recsys_utils.data import IdIndex
 from recsys_utils.metrics import rating_report, rating_to_class
 from recsys_utils.models import build_model
+from recsys_utils.optim import RatingOptimizer
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,10 @@ class TrainConfig:
     n_threads: int | None = 1
     # Classification only: weigh each rating inversely to its frequency.
     class_weighting: bool = False
+    # Sparse gradients and lazy Adam for the embedding tables (see
+    # recsys_utils.optim.RatingOptimizer); None: only for tables too large
+    # for a dense update at every step (MovieLens 10M and larger).
+    sparse_embeddings: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,7 @@ def training_state_path(checkpoint_path: str | Path) -> Path:
 #: Training settings that must match for a run to resume another one's state.
 _RESUME_KEYS: tuple[str, ...] = (
     "batch_size", "learning_rate", "weight_decay", "early_stopping", "patience",
-    "seed", "class_weighting",
+    "seed", "class_weighting", "sparse_embeddings",
 )  # fmt: skip
 
 
@@ -216,7 +221,7 @@ def _save_progress(
     path: Path,
     progress: _Progress,
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: RatingOptimizer,
     generator: torch.Generator,
     config: TrainConfig,
     n_train: int,
@@ -244,7 +249,7 @@ def _save_progress(
 def _restore_progress(
     path: Path,
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: RatingOptimizer,
     generator: torch.Generator,
     config: TrainConfig,
     n_train: int,
@@ -276,7 +281,13 @@ def _restore_progress(
             "settings; delete it to train from the start"
         )
     model.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+    except (KeyError, ValueError):
+        raise CheckpointError(
+            f"{path}: its optimiser state does not fit this run; delete it to train "
+            "from the start"
+        ) from None
     generator.set_state(payload["generator"])
     torch.set_rng_state(payload["torch_rng"])
     return _Progress(
@@ -328,13 +339,11 @@ def fit(
     if config.class_weighting and task == "classification":
         class_weight = balanced_class_weights(train.rating)
     loss_fn = _loss_fn(task, class_weight)
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=config.learning_rate,
+    optimizer = RatingOptimizer(
+        model,
+        learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
-        # One kernel for every parameter tensor instead of a dozen small ops
-        # each: about a fifth of a NeuMF epoch on the CPU (make benchmark).
-        fused=train.user.device.type in ("cpu", "cuda"),
+        sparse=config.sparse_embeddings,
     )
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     n_train = len(train)

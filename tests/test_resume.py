@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -51,11 +52,13 @@ def without_seconds(history: pd.DataFrame) -> pd.DataFrame:
     return history.drop(columns="seconds")
 
 
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense Adam", "lazy Adam"])
 def test_resumed_run_ends_like_an_uninterrupted_one(
-    planted, tmp_path: Path, monkeypatch
+    planted, tmp_path: Path, monkeypatch, sparse: bool
 ) -> None:
     train, valid = planted
-    whole = fit(tiny_model(), train, valid, CONFIG, verbose=False)
+    config = dataclasses.replace(CONFIG, sparse_embeddings=sparse)
+    whole = fit(tiny_model(), train, valid, config, verbose=False)
 
     checkpoint = tmp_path / "model.pt"
     interrupt_at_epoch(monkeypatch, 4)
@@ -64,7 +67,7 @@ def test_resumed_run_ends_like_an_uninterrupted_one(
             tiny_model(),
             train,
             valid,
-            CONFIG,
+            config,
             checkpoint_path=checkpoint,
             verbose=False,
         )
@@ -74,7 +77,7 @@ def test_resumed_run_ends_like_an_uninterrupted_one(
 
     model = tiny_model(seed=1)  # other starting weights: all must come from the file
     resumed = fit(
-        model, train, valid, CONFIG, checkpoint_path=checkpoint, resume=True,
+        model, train, valid, config, checkpoint_path=checkpoint, resume=True,
         verbose=False,
     )  # fmt: skip
     pd.testing.assert_frame_equal(
