@@ -325,3 +325,51 @@ def per_rating_f1_by_model(f1: pd.DataFrame) -> plt.Figure:
     ax.set(xlabel="rating", ylabel="", title="F1 per rating of the rounded predictions")
     fig.tight_layout()
     return fig
+
+
+def run_time_chart(times: pd.DataFrame) -> plt.Figure:
+    """When each chapter ran, one bar per chapter along the build's clock.
+
+    ``times`` is :func:`recsys_utils.performance.load_run_times`: chapters
+    that overlap ran side by side, each on one core.
+    """
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.4 * len(times) + 1.3))
+    positions = np.arange(len(times))
+    minutes = times[["start", "end"]] / 60
+    ax.barh(positions, minutes["end"] - minutes["start"], left=minutes["start"])
+    for position, seconds in zip(positions, times["seconds"], strict=True):
+        ax.annotate(
+            f"{seconds / 60:.1f} min",
+            (minutes["end"].iloc[position], position),
+            textcoords="offset points",
+            xytext=(4, -3),
+            fontsize=8,
+        )
+    ax.set_yticks(positions, times.index)
+    ax.invert_yaxis()
+    ax.set_xlim(0, minutes["end"].max() * 1.12)
+    ax.set(xlabel="minutes since the build started", title="When each chapter ran")
+    fig.tight_layout()
+    return fig
+
+
+def scaling_chart(scaling: pd.DataFrame) -> plt.Figure:
+    """Seconds per epoch and peak memory against ratings, one line per optimiser.
+
+    ``scaling`` is :func:`recsys_utils.performance.scaling_table`; both axes
+    are logarithmic, so a power law is a straight line.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.8))
+    for optimizer, rows in scaling.groupby("optimizer", sort=False):
+        rows = rows.sort_values("ratings")
+        axes[0].plot(rows["ratings"], rows["seconds_per_epoch"], "o-", label=optimizer)
+        axes[1].plot(rows["ratings"], rows["peak_mb"], "o-", label=optimizer)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("ratings in the synthetic set (log scale)")
+        ax.legend()
+    axes[0].set(ylabel="seconds per epoch", title="Time per epoch")
+    axes[1].set(ylabel="peak memory, MiB", title="Memory of the training process")
+    fig.tight_layout()
+    return fig

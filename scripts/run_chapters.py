@@ -105,12 +105,12 @@ def report_failure(stem: str, err: PapermillExecutionError, kept: Path) -> None:
 
 def run_chapter(
     src: Path, out_dir: Path, params: dict | None, prepare_only: bool
-) -> float:
-    """Execute one chapter into out_dir; return its wall-clock seconds."""
+) -> tuple[float, float]:
+    """Execute one chapter into out_dir; return its start and end (epoch seconds)."""
     final = out_dir / src.name
     # The leading dot and the .ipynb suffix keep papermill quiet and Sphinx away.
     partial = out_dir / f".{src.stem}.partial.ipynb"
-    start = time.perf_counter()
+    start = time.time()
     try:
         pm.execute_notebook(
             src,
@@ -129,20 +129,34 @@ def run_chapter(
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    seconds = time.perf_counter() - start
+    end = time.time()
     partial.replace(final)
-    return seconds
+    return start, end
 
 
-def record_time(stem: str, seconds: float, kind: str) -> None:
-    """Merge one chapter's time into results/run_times.json, atomically."""
+def record_time(
+    stem: str, start: float, end: float, kind: str, build_start: float
+) -> None:
+    """Merge one chapter's time into results/run_times.json, atomically.
+
+    Besides the chapter's seconds, its start and end are kept as seconds
+    since the start of this invocation (``build``, a UTC time), so that a
+    page can draw which chapters ran side by side and how long the whole
+    run took.
+    """
     path = results_dir() / "run_times.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         times = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         times = {}
-    times[stem] = {"seconds": round(seconds, 1), "params": kind}
+    times[stem] = {
+        "seconds": round(end - start, 1),
+        "params": kind,
+        "build": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(build_start)),
+        "start": round(start - build_start, 1),
+        "end": round(end - build_start, 1),
+    }
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(times, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
@@ -194,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     waiting = {src.stem: (src, needs(src) & set(params)) for src in sources}
     done: set[str] = set()
     failed = False
+    build_start = time.time()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         running = {}
         while waiting or running:
@@ -208,13 +223,13 @@ def main(argv: list[str] | None = None) -> int:
             for future in finished:
                 stem = running.pop(future)
                 try:
-                    seconds = future.result()
+                    start, end = future.result()
                 except PapermillExecutionError:
                     failed = True  # reported by run_chapter; let the others finish
                     continue
                 done.add(stem)
-                record_time(stem, seconds, args.params)
-                print(f"ran {stem} in {seconds:.1f} s", flush=True)
+                record_time(stem, start, end, args.params, build_start)
+                print(f"ran {stem} in {end - start:.1f} s", flush=True)
     if failed or waiting:
         skipped = ", ".join(sorted(waiting))
         if skipped:

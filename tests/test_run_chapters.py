@@ -62,6 +62,12 @@ def test_a_chapter_starts_after_the_chapters_it_needs(runner, tmp_path: Path) ->
     assert runs["03_reader"][0] >= runs["01_slow"][1]  # waited for what it needs
     times = json.loads((tmp_path / "output" / "results" / "run_times.json").read_text())
     assert set(times) == {"01_slow", "02_quick", "03_reader"}
+    slow, reader = times["01_slow"], times["03_reader"]
+    assert slow["seconds"] >= 3 and slow["end"] - slow["start"] == pytest.approx(
+        slow["seconds"], abs=0.2
+    )
+    assert reader["start"] >= slow["end"] - 0.1  # offsets from one build start
+    assert len({entry["build"] for entry in times.values()}) == 1
     assert sorted(p.name for p in (tmp_path / "out").glob("*.ipynb")) == [
         "01_slow.ipynb", "02_quick.ipynb", "03_reader.ipynb",
     ]  # fmt: skip
