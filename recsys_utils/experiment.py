@@ -151,7 +151,10 @@ def run_experiment(
     calibration = None
     if params.calibrate and model.config.task == "regression":
         calibration = calibrate(
-            model, valid, rmse_tolerance=params.calibration_tolerance
+            model,
+            valid,
+            rmse_tolerance=params.calibration_tolerance,
+            mixed_precision=config.mixed_precision,
         )
         # The checkpoint must predict what we report.
         if checkpoint_path is not None and distributed.is_main_process():

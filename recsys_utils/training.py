@@ -656,6 +656,7 @@ def calibrate(
     *,
     rmse_tolerance: float = 0.005,
     scales: tuple[float, ...] = CALIBRATION_SCALES,
+    mixed_precision: bool | None = False,
 ) -> Calibration:
     r"""Fit the regressor's recalibration :math:`a + b\,s` on validation ratings.
 
@@ -666,9 +667,13 @@ def calibrate(
     is within ``rmse_tolerance`` of the best, the one with the highest
     validation macro F1 of the rounded predictions is kept and written into
     the model. With ``rmse_tolerance=0`` this is least squares on the grid.
+    ``mixed_precision`` should be the one :func:`predict` will use, so that the
+    recalibration is fitted on the scores it will correct.
     """
     model.output.calibration.copy_(torch.tensor([0.0, 1.0]))
-    score = _outputs(model, valid).cpu().numpy().astype(np.float64)
+    precision = resolve_precision(mixed_precision, model_device(model).type)
+    score = _outputs(model, valid, precision=precision).cpu().numpy()
+    score = score.astype(np.float64)
     truth = valid.rating.cpu().numpy().astype(np.float64)
     rows = []
     with warnings.catch_warnings():

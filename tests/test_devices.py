@@ -12,7 +12,7 @@ from test_models import planted_tensors, tiny_model
 from recsys_utils import devices, training
 from recsys_utils.data import IdIndex
 from recsys_utils.devices import Precision, resolve_precision, to_device
-from recsys_utils.training import RatingTensors, TrainConfig, fit, predict
+from recsys_utils.training import RatingTensors, TrainConfig, calibrate, fit, predict
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,8 @@ def test_bfloat16_training_on_the_cpu_is_finite_and_close_to_float32(
     # 0.015, and 0.05 leaves room for the rounding to steer training elsewhere.
     assert abs(best_mixed - best_full) < 0.05, (best_mixed, best_full)
     assert best_mixed < 0.9 * valid.rating.std().item()  # it learned something
+    calibration = calibrate(mixed.model, valid, mixed_precision=True)
+    assert math.isfinite(calibration.shift)
     pred = predict(mixed.model, valid, mixed_precision=True)
     assert pred.dtype == "float32" and ((pred >= 1) & (pred <= 5)).all()
 

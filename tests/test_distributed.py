@@ -18,9 +18,9 @@ from conftest import write_lines
 from test_models import planted_tensors, tiny_model
 
 from recsys_utils import __main__ as cli
-from recsys_utils import distributed
+from recsys_utils import distributed, training
 from recsys_utils.data import GENRES, OCCUPATIONS
-from recsys_utils.training import TrainConfig, fit
+from recsys_utils.training import CheckpointError, TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +60,24 @@ def test_ddp_without_a_process_group_is_refused() -> None:
         fit(
             tiny_model(), train, valid, TrainConfig(n_epochs=1), verbose=False,
             distributed_data_parallel=True,
+        )  # fmt: skip
+
+
+def test_resume_state_of_another_process_count_is_refused(tmp_path: Path) -> None:
+    train, valid = planted_tensors()
+    model, config = tiny_model(), TrainConfig(n_epochs=3)
+    optimizer = torch.optim.Adam(model.parameters())
+    generator = torch.Generator().manual_seed(config.seed)
+    checkpoint = tmp_path / "model.pt"
+    rng = torch.get_rng_state()
+    training._save_progress(
+        training.training_state_path(checkpoint), training._Progress(epoch=1),
+        model, optimizer, generator, config, len(train), [rng, rng],
+    )  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"run of 2 processes, this one has 1"):
+        fit(
+            tiny_model(), train, valid, config, checkpoint_path=checkpoint,
+            resume=True, verbose=False,
         )  # fmt: skip
 
 
