@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -153,12 +154,26 @@ TRAIN_ARGS = [
 ]  # fmt: skip
 
 # Each rank writes under its own folder, so that the test can tell which rank
-# wrote what; the command itself is the one a user runs.
+# wrote what, and prints a digest of the weights it trained; the command
+# itself is the one a user runs.
 PER_RANK_ENTRY = textwrap.dedent(
     """
-    import os, sys
+    import hashlib, os, sys
     os.environ["RECSYS_OUTPUT_DIR"] = os.path.join(sys.argv[1], "rank" + os.environ["RANK"])
+    from recsys_utils import experiment
     from recsys_utils.__main__ import main
+
+    fit = experiment.fit
+
+    def fit_and_show(*args, **kwargs):
+        result = fit(*args, **kwargs)
+        digest = hashlib.sha256()
+        for value in result.model.state_dict().values():
+            digest.update(value.cpu().numpy().tobytes())
+        print(f"weights of rank {os.environ['RANK']}: {digest.hexdigest()}", flush=True)
+        return result
+
+    experiment.fit = fit_and_show
     sys.exit(main(sys.argv[2:]))
     """
 )
@@ -209,6 +224,9 @@ def test_two_processes_train_like_one_and_only_rank_0_writes(
     assert not list((rank0 / "checkpoints").glob("*.resume.pt"))  # removed at the end
     assert not (tmp_path / "out" / "rank1").exists()  # rank 1 wrote nothing at all
     assert done.stdout.count("tiny: test RMSE") == 1  # and printed no summary
+    # Same weights and buffers on both ranks: gradients and statistics synced.
+    digests = dict(re.findall(r"weights of rank (\d): (\w+)", done.stdout))
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], done.stdout
     two = json.loads((rank0 / "results" / "tiny.json").read_text(encoding="utf-8"))
     assert two["world_size"] == 2
 
