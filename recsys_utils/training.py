@@ -575,7 +575,7 @@ def fit(
 def _shard_size(n_train: int, world_size: int) -> int:
     """Ratings per process and epoch: equal shares, so all take as many steps."""
     n_shard = n_train // world_size
-    if n_shard < 2:
+    if world_size > 1 and n_shard < 2:
         raise ValueError(
             f"{n_train} training ratings cannot be shared by {world_size} processes "
             "(each needs 2 for batch normalisation); use fewer processes"
