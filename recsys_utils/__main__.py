@@ -4,10 +4,14 @@
   MovieLens release;
 * ``python -m recsys_utils recommend --checkpoint PATH --user 42 [-k 10]``:
   a known user's best unseen movies from a chapter's checkpoint, or with
-  ``--similar-to ITEM_ID`` the movies nearest to one movie.
+  ``--similar-to ITEM_ID`` the movies nearest to one movie;
+* ``python -m recsys_utils train --model neumf --split random``: train one
+  model with the book's loop and write its results and checkpoint; under
+  ``torchrun`` the processes train it together (DistributedDataParallel).
 
 Exit codes: 0 on success, 1 when fetching data fails, 2 on bad input (an
-unknown id, ``k < 1``, a missing or foreign checkpoint, missing data).
+unknown id, ``k < 1``, a missing or foreign checkpoint, missing data, a
+bad training parameter).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import pandas as pd
 
 from recsys_utils.data import DataSourceError
 from recsys_utils.datasets import DATASETS, load_dataset
+from recsys_utils.params import DEVICES
+from recsys_utils.splits import SPLITS
 
 #: Exit status for input the command cannot use (argparse uses 2 as well).
 BAD_INPUT = 2
@@ -61,7 +67,65 @@ def _parser() -> argparse.ArgumentParser:
     recommend.add_argument(
         "--data-dir", help="data folder (default: $RECSYS_DATA_DIR or data/)"
     )
+    _add_train(commands)
     return parser
+
+
+#: Models the train command builds, by the name it takes.
+TRAIN_MODELS: tuple[str, ...] = ("neumf", "mf", "autoencoder")
+
+
+def _add_train(commands) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train one model with the book's loop",
+        description="Train one model on one split with early stopping, score it on "
+        "the test part, and write results/<name>.json and checkpoints/<name>.pt "
+        "under $RECSYS_OUTPUT_DIR (default: the repository). Under torchrun every "
+        "process trains a shard of each epoch and rank 0 alone writes.",
+    )
+    train.add_argument("--model", choices=TRAIN_MODELS, default="neumf")
+    train.add_argument(
+        "--task", choices=("regression", "classification"), default="regression"
+    )
+    train.add_argument("--dataset", choices=DATASETS, default="ml-100k")
+    train.add_argument("--split", choices=SPLITS, default="random")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--n-epochs", type=int, default=60)
+    train.add_argument("--batch-size", type=int, default=1024)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--weight-decay", type=float, default=3e-4)
+    train.add_argument("--patience", type=int, default=5)
+    train.add_argument("--valid-fraction", type=float, default=0.1)
+    train.add_argument("--n-factors", type=int, default=32)
+    train.add_argument(
+        "--mlp-layers", type=int, nargs="+", default=[64, 32, 16], metavar="WIDTH"
+    )
+    train.add_argument("--fusion-size", type=int, default=16)
+    train.add_argument("--dropout", type=float, default=0.2)
+    train.add_argument("--embedding-noise", type=float, default=0.05)
+    train.add_argument("--device", choices=DEVICES, default="cpu")
+    train.add_argument(
+        "--mixed-precision",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="autocast: auto is on for CUDA only (default: auto)",
+    )
+    train.add_argument(
+        "--sparse-embeddings",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="lazy Adam on the embedding tables: auto is on for tables too large "
+        "for a dense update at every step (default: auto)",
+    )
+    train.add_argument("--n-threads", type=int, default=1)
+    train.add_argument(
+        "--name",
+        help="stem of the files written (default: train_<model>_<dataset>_<split>)",
+    )
+    train.add_argument(
+        "--data-dir", help="data folder (default: $RECSYS_DATA_DIR or data/)"
+    )
 
 
 def _fetch(args: argparse.Namespace) -> int:
@@ -125,10 +189,115 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_builder(args: argparse.Namespace, params, n_users: int, n_items: int):
+    """The builder and the options of the model ``args.model`` names."""
+    from recsys_utils.models import autoencoder_builder, mf_builder, neumf_builder
+
+    options = {"n_factors": params.n_factors, "task": args.task}
+    if args.model == "mf":
+        return mf_builder(n_users, n_items, **options), options
+    options |= {
+        "dropout": params.dropout,
+        "embedding_noise": params.embedding_noise,
+        "batch_norm": params.batch_norm,
+    }
+    if args.model == "autoencoder":
+        return autoencoder_builder(n_users, n_items, **options), options
+    options |= {"mlp_layers": tuple(args.mlp_layers), "fusion_size": args.fusion_size}
+    return neumf_builder(n_users, n_items, **options), options
+
+
+def _train(args: argparse.Namespace) -> int:
+    # Imported here so that fetch-data does not pay for importing torch.
+    from dataclasses import replace
+
+    from recsys_utils import distributed, paths
+    from recsys_utils.data import IdIndex
+    from recsys_utils.experiment import run_experiment, save_results, train_config
+    from recsys_utils.params import RunParameters
+    from recsys_utils.training import CheckpointError
+
+    name = args.name or f"train_{args.model}_{args.dataset}_{args.split}"
+    switch = {"auto": None, "on": True, "off": False}
+    mixed_precision = switch[args.mixed_precision]
+    try:
+        params = RunParameters(
+            seed=args.seed,
+            dataset=args.dataset,
+            split=args.split,
+            n_epochs=args.n_epochs,
+            batch_size=args.batch_size,
+            n_factors=args.n_factors,
+            learning_rate=args.learning_rate,
+            weight_decay=args.weight_decay,
+            dropout=args.dropout,
+            embedding_noise=args.embedding_noise,
+            patience=args.patience,
+            valid_fraction=args.valid_fraction,
+            device=args.device,
+            n_threads=args.n_threads,
+        )
+        config = train_config(params)  # resolves "auto" to a device present
+        distributed.init_from_env(config.device)
+        # Kept, because the process group is gone by the time the summary prints.
+        main_process, world_size = (
+            distributed.is_main_process(),
+            distributed.world_size(),
+        )
+        config = replace(
+            config,
+            device=distributed.local_device(config.device),
+            mixed_precision=mixed_precision,
+            sparse_embeddings=switch[args.sparse_embeddings],
+        )
+        data = load_dataset(args.dataset, args.data_dir)
+        index = IdIndex.from_tables(data.users, data.items)
+        build, options = _model_builder(args, params, index.n_users, index.n_items)
+        checkpoint = paths.checkpoints_dir() / f"{name}.pt"
+        outcome = run_experiment(
+            data,
+            params,
+            build,
+            checkpoint_path=checkpoint,
+            verbose=main_process,
+            config=config,
+        )
+        if main_process:
+            results = save_results(
+                name,
+                params,
+                {args.split: outcome},
+                primary=args.split,
+                model_options=options,
+                extra={
+                    "world_size": world_size,
+                    "train_device": config.device,
+                    "mixed_precision": args.mixed_precision,
+                    "sparse_embeddings": args.sparse_embeddings,
+                },
+            )
+    except (ValueError, KeyError, CheckpointError, DataSourceError) as error:
+        message = error.args[0] if error.args else type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return BAD_INPUT
+    finally:
+        distributed.cleanup()
+    if main_process:
+        report = outcome.report
+        print(
+            f"{name}: test RMSE {report.rmse:.4f}  MAE {report.mae:.4f}  "
+            f"({outcome.fit.epochs_run} epochs, best {outcome.fit.best_epoch}, "
+            f"{world_size} processes); wrote {results} and {checkpoint}"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "fetch-data":
         return _fetch(args)
+    if args.command == "train":
+        return _train(args)
     return _recommend(args)
 
 

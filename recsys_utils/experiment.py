@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 from torch import nn
 
-from recsys_utils import paths
+from recsys_utils import distributed, paths
 from recsys_utils._io import atomic_path, write_text_atomic
 from recsys_utils.data import IdIndex, MovieLens
 from recsys_utils.fallback import Fallback, FallbackCount
@@ -106,6 +106,7 @@ def run_experiment(
     split: str | Split | None = None,
     checkpoint_path: str | Path | None = None,
     verbose: bool = True,
+    config: TrainConfig | None = None,
 ) -> Outcome:
     """Split, build, train with early stopping on validation, score on test.
 
@@ -117,6 +118,9 @@ def run_experiment(
     stated rule of :mod:`recsys_utils.fallback`, and counted in the outcome.
     With ``params.resume`` and a ``checkpoint_path``, an interrupted run
     carries on from its last finished epoch (see :func:`~recsys_utils.training.fit`).
+    ``config`` replaces the training settings derived from ``params`` (for
+    example to set ``mixed_precision`` or a device such as ``"cuda:1"``).
+    Under torchrun only rank 0 writes the checkpoint.
     """
     if isinstance(split, Split):  # a split made elsewhere, e.g. a cold-start one
         parts = split
@@ -128,7 +132,7 @@ def run_experiment(
             valid_fraction=params.valid_fraction,
         )
     index = IdIndex.from_tables(data.users, data.items)
-    config = train_config(params)
+    config = config or train_config(params)
     train, valid, test = (
         RatingTensors.from_frame(frame, index, config.device)
         for frame in (parts.train, parts.valid, parts.test)
@@ -147,9 +151,13 @@ def run_experiment(
     calibration = None
     if params.calibrate and model.config.task == "regression":
         calibration = calibrate(
-            model, valid, rmse_tolerance=params.calibration_tolerance
+            model,
+            valid,
+            rmse_tolerance=params.calibration_tolerance,
+            mixed_precision=config.mixed_precision,
         )
-        if checkpoint_path is not None:  # the checkpoint must predict what we report
+        # The checkpoint must predict what we report.
+        if checkpoint_path is not None and distributed.is_main_process():
             save_checkpoint(
                 checkpoint_path,
                 model,
@@ -160,9 +168,12 @@ def run_experiment(
             )
 
     fallback = Fallback.from_ratings(parts.train)
-    report, predictions, test_count = score(model, parts.test, test, fallback)
+    precision = {"mixed_precision": config.mixed_precision}
+    report, predictions, test_count = score(
+        model, parts.test, test, fallback, **precision
+    )
     valid_report, valid_predictions, valid_count = score(
-        model, parts.valid, valid, fallback
+        model, parts.valid, valid, fallback, **precision
     )
     return Outcome(
         parts,
@@ -181,6 +192,8 @@ def score(
     ratings: pd.DataFrame,
     tensors: RatingTensors,
     fallback: Fallback | None = None,
+    *,
+    mixed_precision: bool | None = False,
 ) -> tuple[RatingReport, pd.DataFrame, FallbackCount | None]:
     """Predict ``ratings`` and score the predictions.
 
@@ -188,8 +201,9 @@ def score(
     answered. The table holds user_id, item_id, rating and prediction (the
     expected rating for a classifier, whose class probabilities follow as
     p1..p5), and ``fallback`` (True where the rule replaced the model).
+    ``mixed_precision`` is handed to :func:`~recsys_utils.training.predict`.
     """
-    output = predict(model, tensors)
+    output = predict(model, tensors, mixed_precision=mixed_precision)
     count = None
     if fallback is not None:
         output, count = fallback.apply(ratings, output)

@@ -22,8 +22,16 @@ import pandas as pd
 import torch
 from torch import nn
 
+from recsys_utils import distributed
 from recsys_utils._io import atomic_path
 from recsys_utils.data import IdIndex
+from recsys_utils.devices import (
+    Precision,
+    backward_step,
+    model_device,
+    resolve_precision,
+    to_device,
+)
 from recsys_utils.metrics import rating_report, rating_to_class
 from recsys_utils.models import build_model
 from recsys_utils.optim import RatingOptimizer
@@ -70,16 +78,29 @@ class RatingTensors:
     def from_frame(
         cls, ratings: pd.DataFrame, index: IdIndex, device: str = "cpu"
     ) -> RatingTensors:
+        """The tensors of ``ratings`` on ``device``.
+
+        For CUDA the host tensors are pinned and copied without blocking
+        (:func:`~recsys_utils.devices.to_device`); on the CPU nothing is copied.
+        """
         return cls(
-            torch.as_tensor(
-                index.user_index(ratings["user_id"].to_numpy()), device=device
+            to_device(
+                torch.as_tensor(index.user_index(ratings["user_id"].to_numpy())),
+                device,
             ),
-            torch.as_tensor(
-                index.item_index(ratings["item_id"].to_numpy()), device=device
+            to_device(
+                torch.as_tensor(index.item_index(ratings["item_id"].to_numpy())),
+                device,
             ),
-            torch.as_tensor(
-                ratings["rating"].to_numpy(dtype=np.float32), device=device
+            to_device(
+                torch.as_tensor(ratings["rating"].to_numpy(dtype=np.float32)), device
             ),
+        )
+
+    def to(self, device: str | torch.device) -> RatingTensors:
+        """The same split on ``device`` (itself when it is there already)."""
+        return RatingTensors(
+            *(to_device(t, device) for t in (self.user, self.item, self.rating))
         )
 
     def __len__(self) -> int:
@@ -107,6 +128,9 @@ class TrainConfig:
     # recsys_utils.optim.RatingOptimizer); None: only for tables too large
     # for a dense update at every step (MovieLens 10M and larger).
     sparse_embeddings: bool | None = None
+    # Autocast: None decides by device (on for CUDA, off for the CPU and MPS,
+    # so the CPU's published numbers never change); True or False forces it.
+    mixed_precision: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -147,44 +171,65 @@ def _target(batch_rating: torch.Tensor, task: str) -> torch.Tensor:
 
 @torch.no_grad()
 def _outputs(
-    model: nn.Module, data: RatingTensors, batch_size: int = 65_536
+    model: nn.Module,
+    data: RatingTensors,
+    batch_size: int = 65_536,
+    precision: Precision | None = None,
 ) -> torch.Tensor:
-    """Raw model outputs over a whole split, in evaluation mode."""
+    """Raw model outputs over a whole split, in evaluation mode, in float32.
+
+    ``data`` may live elsewhere than the model (a split kept on the CPU for a
+    model trained on a GPU); each chunk is moved to the model's device.
+    """
+    device = model_device(model)
+    precision = precision or Precision(device.type)
     was_training = model.training
     model.eval()
-    chunks = [
-        model(
-            data.user[start : start + batch_size], data.item[start : start + batch_size]
-        )
-        for start in range(0, len(data), batch_size)
-    ]
+    with precision.autocast():
+        chunks = [
+            model(
+                to_device(data.user[start : start + batch_size], device),
+                to_device(data.item[start : start + batch_size], device),
+            )
+            for start in range(0, len(data), batch_size)
+        ]
     model.train(was_training)
-    return torch.cat(chunks)
+    out = torch.cat(chunks)
+    return out.float() if precision.enabled else out
 
 
-def predict(model: nn.Module, data: RatingTensors) -> np.ndarray:
+def predict(
+    model: nn.Module, data: RatingTensors, *, mixed_precision: bool | None = False
+) -> np.ndarray:
     """Model predictions for every rating of ``data``.
 
     Returns predicted ratings clipped to [1, 5], shape (n,), for regression,
     and class probabilities over ratings 1..5, shape (n, 5), for classification.
+    ``mixed_precision`` is :attr:`TrainConfig.mixed_precision`'s setting; the
+    default, full precision, predicts the same on every call and device type.
     """
-    out = _outputs(model, data)
+    precision = resolve_precision(mixed_precision, model_device(model).type)
+    out = _outputs(model, data, precision=precision)
     if model.config.task == "classification":
         return torch.softmax(out, dim=1).cpu().numpy()
     return out.clamp(1.0, 5.0).cpu().numpy()
 
 
 def _validate(
-    model: nn.Module, data: RatingTensors, loss_fn: nn.Module
+    model: nn.Module,
+    data: RatingTensors,
+    loss_fn: nn.Module,
+    precision: Precision | None = None,
 ) -> dict[str, float]:
     task = model.config.task
-    out = _outputs(model, data)
-    loss = loss_fn(out, _target(data.rating, task)).item()
+    out = _outputs(model, data, precision=precision)
+    rating_true = to_device(data.rating, out.device)
+    loss = loss_fn(out, _target(rating_true, task)).item()
     if task == "classification":
         rating = torch.softmax(out, dim=1) @ torch.arange(1.0, 6.0, device=out.device)
     else:
         rating = out.clamp(1.0, 5.0)
-    error = rating - data.rating
+    error = rating - rating_true
     return {
         "val_loss": loss,
         "val_rmse": error.pow(2).mean().sqrt().item(),
@@ -225,6 +270,7 @@ def _save_progress(
     generator: torch.Generator,
     config: TrainConfig,
     n_train: int,
+    rank_torch_rngs: list | None = None,
 ) -> None:
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -242,6 +288,8 @@ def _save_progress(
         "generator": generator.get_state(),
         "torch_rng": torch.get_rng_state(),
     }
+    if rank_torch_rngs is not None:  # several processes: each draws its own noise
+        payload["rank_torch_rngs"] = rank_torch_rngs
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -253,6 +301,9 @@ def _restore_progress(
     generator: torch.Generator,
     config: TrainConfig,
     n_train: int,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> _Progress:
     """Load a saved training state into the live objects, refusing a mismatch."""
     try:
@@ -290,6 +341,16 @@ def _restore_progress(
         ) from None
     generator.set_state(payload["generator"])
     torch.set_rng_state(payload["torch_rng"])
+    rank_states = payload.get("rank_torch_rngs")
+    saved_world = 1 if rank_states is None else len(rank_states)
+    if saved_world != world_size:
+        raise CheckpointError(
+            f"{path}: saved by a run of {saved_world} processes, this one has "
+            f"{world_size}; resume with {saved_world} or delete it to train from "
+            "the start"
+        )
+    if rank_states is not None:
+        torch.set_rng_state(rank_states[rank])
     return _Progress(
         payload["epoch"],
         list(payload["history"]),
@@ -318,6 +379,7 @@ def fit(
     checkpoint_path: str | Path | None = None,
     resume: bool = False,
     verbose: bool = True,
+    distributed_data_parallel: bool | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train``, stopping early on ``valid``.
 
@@ -332,36 +394,106 @@ def fit(
     behind; calling again with ``resume=True`` and the same settings carries
     on from the last finished epoch and ends with the same weights as an
     uninterrupted run. Without a state file, ``resume=True`` starts afresh.
+
+    With ``config.mixed_precision`` on (by default on CUDA only), the forward
+    passes of training and validation run under autocast
+    (:func:`~recsys_utils.devices.resolve_precision`).
+
+    Under torchrun, with a process group initialised
+    (:func:`recsys_utils.distributed.init_from_env`), or with
+    ``distributed_data_parallel=True``, the model trains wrapped in
+    ``DistributedDataParallel``: see Notes.
+
+    Notes
+    -----
+    Several processes share each epoch as follows. Every process draws the
+    same seeded permutation and takes its own contiguous shard of
+    ``len(train) // world_size`` ratings, then cuts it into batches of
+    ``batch_size``. Equal shards mean every process runs the same number of
+    steps, so no collective operation ever waits for a process that has
+    finished; the at most ``world_size - 1`` ratings left over change with the
+    permutation, so no rating is left out for good. Contiguous shards rather
+    than every ``world_size``-th batch keep the shards equal without dropping
+    whole batches. Each step averages the gradients of ``world_size`` batches,
+    so an epoch has ``world_size`` times fewer steps than one process takes:
+    a larger ``learning_rate`` or a smaller ``batch_size`` makes up for it.
+
+    The training loss in the history is the mean over all shards (a sum
+    reduced over the processes). Validation runs on every process with the
+    same weights and rank 0's batch-norm statistics; rank 0's figures are then
+    broadcast, so every process takes the same early-stopping decision even
+    where floating-point sums differ by machine. Dropout and embedding noise
+    draw from torch's generator seeded with ``seed + rank``, so processes do
+    not repeat each other's noise.
+
+    Batch normalisation keeps per-process batch statistics, with rank 0's
+    running statistics broadcast to all (DDP's ``broadcast_buffers``), rather
+    than ``SyncBatchNorm``: a batch of 1024 ratings already estimates its mean
+    and variance well, and synchronising them would add two all-reduces per
+    layer and step, which dominate the step of a model this small.
+
+    Only rank 0 writes the checkpoint and the resume state, and only it
+    prints. To resume, every process reads the state file, so it must sit on
+    a folder all of them see, and the run must have as many processes as the
+    interrupted one. ``model`` itself, not the wrapper, is returned, so
+    ``model.config`` and ``model.penalty()`` work as usual.
     """
+    if distributed_data_parallel is None:
+        distributed_data_parallel = distributed.is_distributed()
+    elif distributed_data_parallel and not distributed.is_distributed():
+        raise RuntimeError(
+            "distributed_data_parallel=True needs a process group; start under "
+            "torchrun and call recsys_utils.distributed.init_from_env() first"
+        )
+    # Without DDP every process trains alone on all of train (a sweep, say).
+    rank = distributed.rank() if distributed_data_parallel else 0
+    world_size = distributed.world_size() if distributed_data_parallel else 1
+    main_process = distributed.is_main_process()
+    verbose = verbose and main_process
+    device = train.user.device
+    precision = resolve_precision(config.mixed_precision, device.type)
+    scaler = precision.grad_scaler()
     task = model.config.task
     monitor = "val_rmse" if task == "regression" else "val_loss"
     class_weight = None
     if config.class_weighting and task == "classification":
         class_weight = balanced_class_weights(train.rating)
     loss_fn = _loss_fn(task, class_weight)
+    sparse = config.sparse_embeddings
+    if distributed_data_parallel and device.type == "cuda":
+        # NCCL all-reduces dense tensors only; a GPU updates dense tables fast.
+        if sparse:
+            raise ValueError(
+                "sparse_embeddings=True cannot run under DDP on CUDA (NCCL has no "
+                "sparse all-reduce): use None or False"
+            )
+        sparse = False
     optimizer = RatingOptimizer(
         model,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
-        sparse=config.sparse_embeddings,
+        sparse=sparse,
     )
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     n_train = len(train)
+    n_shard = _shard_size(n_train, world_size)
     # A last batch of one example would break batch normalisation; fold it into the previous one.
-    starts = list(range(0, n_train, config.batch_size))
-    if len(starts) > 1 and n_train - starts[-1] == 1:
+    starts = list(range(0, n_shard, config.batch_size))
+    if len(starts) > 1 and n_shard - starts[-1] == 1:
         starts.pop()
-    ends = [*starts[1:], n_train]
+    ends = [*starts[1:], n_shard]
     state_path = (
         None if checkpoint_path is None else training_state_path(checkpoint_path)
     )
+    network = _wrap(model, device) if distributed_data_parallel else model
 
-    with seeded(config.seed), torch_threads(config.n_threads):
+    with seeded(config.seed + rank), torch_threads(config.n_threads):
         progress = _Progress()
         if resume and state_path is not None and state_path.is_file():
             progress = _restore_progress(
-                state_path, model, optimizer, generator, config, n_train
-            )
+                state_path, model, optimizer, generator, config, n_train,
+                rank=rank, world_size=world_size,
+            )  # fmt: skip
             logger.info("resuming after epoch %d from %s", progress.epoch, state_path)
             if verbose:
                 print(f"resuming after epoch {progress.epoch} from {state_path.name}")
@@ -373,24 +505,24 @@ def fit(
                 break
             epoch_start = time.perf_counter()
             model.train()
-            order = torch.randperm(n_train, generator=generator).to(train.user.device)
-            # Shuffle the whole split once, so that each batch is a contiguous
-            # slice rather than three gathers of scattered rows.
+            order = _epoch_order(generator, n_train, n_shard, rank, device)
+            # Shuffle this process's shard once, so that each batch is a
+            # contiguous slice rather than three gathers of scattered rows.
             user, item = train.user[order], train.item[order]
             target = _target(train.rating[order], task)
             total = 0.0
             for start, end in zip(starts, ends, strict=True):
-                out = model(user[start:end], item[start:end])
-                loss = loss_fn(out, target[start:end]) + model.penalty()
+                with precision.autocast():
+                    out = network(user[start:end], item[start:end])
+                    loss = loss_fn(out, target[start:end]) + model.penalty()
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                backward_step(loss, optimizer, scaler)
                 total += loss.item() * (end - start)
 
             record = {
                 "epoch": epoch,
-                "train_loss": total / n_train,
-                **_validate(model, valid, loss_fn),
+                "train_loss": _mean_over_shards(total, n_shard, world_size),
+                **_validate_everywhere(model, valid, loss_fn, precision, world_size),
             }
             record["seconds"] = time.perf_counter() - epoch_start
             progress.history.append(record)
@@ -407,7 +539,7 @@ def fit(
             if improved:
                 progress.best_value, progress.best_epoch = record[monitor], epoch
                 progress.best_state = copy.deepcopy(model.state_dict())
-                if checkpoint_path is not None:
+                if checkpoint_path is not None and main_process:
                     save_checkpoint(
                         checkpoint_path,
                         model,
@@ -415,9 +547,17 @@ def fit(
                     )
             if state_path is not None:
                 progress.seconds = time.perf_counter() - started
-                _save_progress(
-                    state_path, progress, model, optimizer, generator, config, n_train
+                # Gathered on every process, written by rank 0 alone.
+                rank_rngs = (
+                    distributed.all_gather_objects(torch.get_rng_state())
+                    if world_size > 1
+                    else None
                 )
+                if main_process:
+                    _save_progress(
+                        state_path, progress, model, optimizer, generator, config,
+                        n_train, rank_rngs,
+                    )  # fmt: skip
             if verbose:
                 mark = " *" if improved else ""
                 print(
@@ -430,7 +570,7 @@ def fit(
     if progress.best_state is not None:
         model.load_state_dict(progress.best_state)
     model.eval()
-    if state_path is not None:
+    if state_path is not None and main_process:
         state_path.unlink(missing_ok=True)
     epochs_run = len(progress.history)
     stopped_early = epochs_run < config.n_epochs
@@ -448,6 +588,68 @@ def fit(
         train_seconds,
         stopped_early,
     )
+
+
+def _shard_size(n_train: int, world_size: int) -> int:
+    """Ratings per process and epoch: equal shares, so all take as many steps."""
+    n_shard = n_train // world_size
+    if world_size > 1 and n_shard < 2:
+        raise ValueError(
+            f"{n_train} training ratings cannot be shared by {world_size} processes "
+            "(each needs 2 for batch normalisation); use fewer processes"
+        )
+    return n_shard
+
+
+def _epoch_order(
+    generator: torch.Generator,
+    n_train: int,
+    n_shard: int,
+    rank: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """This process's shard of the epoch's permutation, on ``device``.
+
+    The permutation comes from the CPU generator on every device, so the batch
+    order is the same whatever trains; it then moves once, without blocking.
+    """
+    order = torch.randperm(n_train, generator=generator)
+    if n_shard < n_train:  # several processes: same permutation, own slice
+        order = order[rank * n_shard : (rank + 1) * n_shard]
+    return to_device(order, device)
+
+
+def _mean_over_shards(total: float, n_shard: int, world_size: int) -> float:
+    """Mean training loss over every process's shard (its own alone)."""
+    if world_size == 1:
+        return total / n_shard
+    return distributed.all_reduce_float(total) / (n_shard * world_size)
+
+
+def _validate_everywhere(
+    model: nn.Module,
+    data: RatingTensors,
+    loss_fn: nn.Module,
+    precision: Precision,
+    world_size: int,
+) -> dict[str, float]:
+    """Validation figures, the same on every process: rank 0's, broadcast."""
+    if world_size == 1:
+        return _validate(model, data, loss_fn, precision)
+    distributed.broadcast_buffers(model)  # rank 0's batch-norm statistics for all
+    record = _validate(model, data, loss_fn, precision)
+    values = distributed.broadcast_floats(list(record.values()))
+    return dict(zip(record, values, strict=True))
+
+
+def _wrap(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` in ``DistributedDataParallel``, on this process's device."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device] if device.type == "cuda" else None
+    # broadcast_buffers (the default): rank 0's running statistics reach every
+    # process at each forward pass; see fit's Notes on batch normalisation.
+    return DistributedDataParallel(model, device_ids=device_ids)
 
 
 # --------------------------------------------------------------------------
@@ -472,6 +674,7 @@ def calibrate(
     *,
     rmse_tolerance: float = 0.005,
     scales: tuple[float, ...] = CALIBRATION_SCALES,
+    mixed_precision: bool | None = False,
 ) -> Calibration:
     r"""Fit the regressor's recalibration :math:`a + b\,s` on validation ratings.
 
@@ -482,9 +685,13 @@ def calibrate(
     is within ``rmse_tolerance`` of the best, the one with the highest
     validation macro F1 of the rounded predictions is kept and written into
     the model. With ``rmse_tolerance=0`` this is least squares on the grid.
+    ``mixed_precision`` should be the one :func:`predict` will use, so that the
+    recalibration is fitted on the scores it will correct.
     """
     model.output.calibration.copy_(torch.tensor([0.0, 1.0]))
-    score = _outputs(model, valid).cpu().numpy().astype(np.float64)
+    precision = resolve_precision(mixed_precision, model_device(model).type)
+    score = _outputs(model, valid, precision=precision).cpu().numpy()
+    score = score.astype(np.float64)
     truth = valid.rating.cpu().numpy().astype(np.float64)
     rows = []
     with warnings.catch_warnings():
