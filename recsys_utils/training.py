@@ -68,10 +68,15 @@ def torch_threads(n_threads: int | None) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class RatingTensors:
-    """One split as tensors: dense user and item indices and the ratings."""
+    """One split as tensors: dense user and item indices and the ratings.
 
-    user: torch.Tensor  # (n,) int64
-    item: torch.Tensor  # (n,) int64
+    :meth:`from_frame` stores 32-bit indices, 12 bytes a rating in all: the
+    embedding lookups take them as they are, and the results are the same as
+    with 64-bit ones, at 60% of the memory (25M ratings: 300 MB, not 500).
+    """
+
+    user: torch.Tensor  # (n,) int32 (int64 also works)
+    item: torch.Tensor  # (n,) int32
     rating: torch.Tensor  # (n,) float32
 
     @classmethod
@@ -83,15 +88,11 @@ class RatingTensors:
         For CUDA the host tensors are pinned and copied without blocking
         (:func:`~recsys_utils.devices.to_device`); on the CPU nothing is copied.
         """
+        user = index.user_index(ratings["user_id"].to_numpy()).astype(np.int32)
+        item = index.item_index(ratings["item_id"].to_numpy()).astype(np.int32)
         return cls(
-            to_device(
-                torch.as_tensor(index.user_index(ratings["user_id"].to_numpy())),
-                device,
-            ),
-            to_device(
-                torch.as_tensor(index.item_index(ratings["item_id"].to_numpy())),
-                device,
-            ),
+            to_device(torch.as_tensor(user), device),
+            to_device(torch.as_tensor(item), device),
             to_device(
                 torch.as_tensor(ratings["rating"].to_numpy(dtype=np.float32)), device
             ),
