@@ -8,7 +8,8 @@
 Up to ``--jobs`` chapters run at once, each in its own kernel with one torch
 thread; a chapter waits for the chapters its notebook metadata lists under
 ``recsys.needs`` (the ones whose results it reads), so the order of the book
-holds wherever it matters. Published parameters are the defaults in each notebook's ``parameters`` cell,
+holds wherever it matters. Among the chapters ready at the same time, the one
+that took longest in the last recorded run starts first. Published parameters are the defaults in each notebook's ``parameters`` cell,
 so nothing is injected; ``small`` injects ``params/small/<stem>.yaml``.
 Each executed notebook is written under a temporary name and renamed only
 when the whole chapter succeeded, so the book never picks up a half-run one;
@@ -162,6 +163,19 @@ def record_time(
     tmp.replace(path)
 
 
+def previous_seconds(kind: str) -> dict[str, float]:
+    """Each chapter's seconds in the last recorded run with the same parameters."""
+    try:
+        times = json.loads((results_dir() / "run_times.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return {
+        stem: entry["seconds"]
+        for stem, entry in times.items()
+        if isinstance(entry, dict) and entry.get("params") == kind
+    }
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("chapters", nargs="*", help="chapter stems (default: all)")
@@ -206,13 +220,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # A needed chapter that is not being run now must have run before.
     waiting = {src.stem: (src, needs(src) & set(params)) for src in sources}
+    # Longest first among the chapters ready at once, by the last run's times (a
+    # chapter never timed goes first): the lanes then finish close together.
+    expected = previous_seconds(args.params)
     done: set[str] = set()
     failed = False
     build_start = time.time()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         running = {}
         while waiting or running:
-            ready = [stem for stem, (_, need) in waiting.items() if need <= done]
+            ready = sorted(
+                (stem for stem, (_, need) in waiting.items() if need <= done),
+                key=lambda stem: (-expected.get(stem, float("inf")), stem),
+            )
             for stem in [] if failed else ready:
                 src, _ = waiting.pop(stem)
                 future = pool.submit(run_chapter, src, args.out, params[stem], False)

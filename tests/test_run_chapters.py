@@ -85,3 +85,37 @@ def test_a_failed_chapter_stops_those_that_need_it(
     assert "not run, a chapter they need failed: 02_reader" in err
     assert not list((tmp_path / "out").glob("*.ipynb"))  # nothing half-run is kept
     assert (tmp_path / "failed" / "01_broken.ipynb").is_file()
+
+
+def test_the_longest_chapter_of_the_last_run_starts_first(
+    runner, tmp_path: Path
+) -> None:
+    module, notebooks = runner
+    for stem in ("01_a", "02_b", "03_c"):
+        write_chapter(notebooks, stem, "pass")
+    results = tmp_path / "output" / "results"
+    results.mkdir(parents=True)
+    last_run = {"01_a": 5.0, "02_b": 50.0}  # 03_c was never timed: it goes first
+    (results / "run_times.json").write_text(
+        json.dumps({s: {"seconds": t, "params": "small"} for s, t in last_run.items()})
+    )
+    assert module.main(["--params", "published", "--out", str(tmp_path / "out"),
+                        "--jobs", "1"]) == 0  # fmt: skip
+    log = tmp_path / "output" / "log.jsonl"
+    order = [
+        stem for stem, _, _ in sorted(map(json.loads, log.open()), key=lambda r: r[1])
+    ]
+    # The times above were of small runs, so they say nothing about published ones.
+    assert order == ["01_a", "02_b", "03_c"]
+    (results / "run_times.json").write_text(
+        json.dumps(
+            {s: {"seconds": t, "params": "published"} for s, t in last_run.items()}
+        )
+    )
+    log.unlink()
+    assert module.main(["--params", "published", "--out", str(tmp_path / "out"),
+                        "--jobs", "1"]) == 0  # fmt: skip
+    order = [
+        stem for stem, _, _ in sorted(map(json.loads, log.open()), key=lambda r: r[1])
+    ]
+    assert order == ["03_c", "02_b", "01_a"]
