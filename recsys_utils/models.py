@@ -32,7 +32,8 @@ class GaussianNoise(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.std > 0:
-            return x + torch.randn_like(x) * self.std
+            # Scaled in place: one temporary tensor fewer per call, same numbers.
+            return x + torch.randn_like(x).mul_(self.std)
         return x
 
 
