@@ -180,7 +180,9 @@ PER_RANK_ENTRY = textwrap.dedent(
 )
 
 
-def run_two_processes(tmp_path: Path, data_dir: Path) -> subprocess.CompletedProcess:
+def run_two_processes(
+    tmp_path: Path, data_dir: Path, train_args: list[str]
+) -> subprocess.CompletedProcess:
     entry = tmp_path / "entry.py"
     entry.write_text(PER_RANK_ENTRY, encoding="utf-8")
     env = {
@@ -194,7 +196,7 @@ def run_two_processes(tmp_path: Path, data_dir: Path) -> subprocess.CompletedPro
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
         "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
         "--master_port", str(free_loopback_port()), str(entry), str(tmp_path / "out"),
-        *TRAIN_ARGS, "--data-dir", str(data_dir),
+        *train_args, "--data-dir", str(data_dir),
     ]  # fmt: skip
     # A session of its own, so that a hung run is killed with all its workers.
     process = subprocess.Popen(
@@ -212,13 +214,17 @@ def run_two_processes(tmp_path: Path, data_dir: Path) -> subprocess.CompletedPro
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
+@pytest.mark.parametrize(
+    "optimizer", ["off", "on"], ids=["dense Adam", "lazy Adam, sparse all-reduce"]
+)
 def test_two_processes_train_like_one_and_only_rank_0_writes(
-    tmp_path: Path, monkeypatch, capsys
+    tmp_path: Path, monkeypatch, capsys, optimizer: str
 ) -> None:
     data_dir = tmp_path / "data"
     write_synthetic_movielens(data_dir / "ml-100k")
+    train_args = [*TRAIN_ARGS, "--sparse-embeddings", optimizer]
 
-    done = run_two_processes(tmp_path, data_dir)
+    done = run_two_processes(tmp_path, data_dir, train_args)
     assert done.returncode == 0, done.stderr[-3000:]
     rank0 = tmp_path / "out" / "rank0"
     assert (rank0 / "checkpoints" / "tiny.pt").is_file()
@@ -229,11 +235,11 @@ def test_two_processes_train_like_one_and_only_rank_0_writes(
     digests = dict(re.findall(r"weights of rank (\d): (\w+)", done.stdout))
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], done.stdout
     two = json.loads((rank0 / "results" / "tiny.json").read_text(encoding="utf-8"))
-    assert two["world_size"] == 2
+    assert two["world_size"] == 2 and two["sparse_embeddings"] == optimizer
 
     monkeypatch.setenv("RECSYS_OUTPUT_DIR", str(tmp_path / "alone"))
     with torch.random.fork_rng(devices=[]):
-        assert cli.main([*TRAIN_ARGS, "--data-dir", str(data_dir)]) == 0
+        assert cli.main([*train_args, "--data-dir", str(data_dir)]) == 0
     capsys.readouterr()
     one = json.loads((tmp_path / "alone/results/tiny.json").read_text("utf-8"))
     assert one["world_size"] == 1
