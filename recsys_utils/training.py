@@ -24,7 +24,7 @@ from torch import nn
 
 from recsys_utils._io import atomic_path
 from recsys_utils.data import IdIndex
-from recsys_utils.metrics import rating_report, rating_to_class
+from recsys_utils.metrics import FIVE_STARS, RatingScale, rating_report, rating_to_class
 from recsys_utils.models import build_model
 
 logger = logging.getLogger(__name__)
@@ -122,21 +122,25 @@ def _loss_fn(task: str, class_weight: torch.Tensor | None = None) -> nn.Module:
     return nn.CrossEntropyLoss(weight=class_weight)
 
 
-def balanced_class_weights(rating: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy weights n / (5 n_r): each rating weighs the same in total.
+def balanced_class_weights(
+    rating: torch.Tensor, scale: RatingScale = FIVE_STARS
+) -> torch.Tensor:
+    """Cross-entropy weights n / (K n_r) over the K levels: each weighs the same in total.
 
     A rating absent from ``rating`` gets weight 0 rather than infinity.
     """
-    counts = torch.bincount(rating_to_class(rating.long()), minlength=5).to(
-        torch.float32
-    )
-    weights = len(rating) / (5 * counts)
+    counts = torch.bincount(
+        rating_to_class(rating, scale), minlength=scale.n_levels
+    ).to(torch.float32)
+    weights = len(rating) / (scale.n_levels * counts)
     return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 
-def _target(batch_rating: torch.Tensor, task: str) -> torch.Tensor:
+def _target(
+    batch_rating: torch.Tensor, task: str, scale: RatingScale = FIVE_STARS
+) -> torch.Tensor:
     return (
-        batch_rating if task == "regression" else rating_to_class(batch_rating.long())
+        batch_rating if task == "regression" else rating_to_class(batch_rating, scale)
     )
 
 
@@ -160,25 +164,28 @@ def _outputs(
 def predict(model: nn.Module, data: RatingTensors) -> np.ndarray:
     """Model predictions for every rating of ``data``.
 
-    Returns predicted ratings clipped to [1, 5], shape (n,), for regression,
-    and class probabilities over ratings 1..5, shape (n, 5), for classification.
+    Returns predicted ratings clipped to the model's rating scale (1..5 for
+    whole stars), shape (n,), for regression, and class probabilities over
+    its rating levels, shape (n, n_levels), for classification.
     """
     out = _outputs(model, data)
     if model.config.task == "classification":
         return torch.softmax(out, dim=1).cpu().numpy()
-    return out.clamp(1.0, 5.0).cpu().numpy()
+    scale = model.config.scale
+    return out.clamp(float(scale.minimum), float(scale.maximum)).cpu().numpy()
 
 
 def _validate(
     model: nn.Module, data: RatingTensors, loss_fn: nn.Module
 ) -> dict[str, float]:
-    task = model.config.task
+    task, scale = model.config.task, model.config.scale
     out = _outputs(model, data)
-    loss = loss_fn(out, _target(data.rating, task)).item()
+    loss = loss_fn(out, _target(data.rating, task, scale)).item()
     if task == "classification":
-        rating = torch.softmax(out, dim=1) @ torch.arange(1.0, 6.0, device=out.device)
+        levels = torch.as_tensor(scale.array, dtype=out.dtype, device=out.device)
+        rating = torch.softmax(out, dim=1) @ levels
     else:
-        rating = out.clamp(1.0, 5.0)
+        rating = out.clamp(float(scale.minimum), float(scale.maximum))
     error = rating - data.rating
     return {
         "val_loss": loss,
@@ -322,11 +329,11 @@ def fit(
     on from the last finished epoch and ends with the same weights as an
     uninterrupted run. Without a state file, ``resume=True`` starts afresh.
     """
-    task = model.config.task
+    task, scale = model.config.task, model.config.scale
     monitor = "val_rmse" if task == "regression" else "val_loss"
     class_weight = None
     if config.class_weighting and task == "classification":
-        class_weight = balanced_class_weights(train.rating)
+        class_weight = balanced_class_weights(train.rating, scale)
     loss_fn = _loss_fn(task, class_weight)
     optimizer = torch.optim.Adam(
         model.parameters(),
@@ -370,7 +377,8 @@ def fit(
                 batch = order[start:end]
                 out = model(train.user[batch], train.item[batch])
                 loss = (
-                    loss_fn(out, _target(train.rating[batch], task)) + model.penalty()
+                    loss_fn(out, _target(train.rating[batch], task, scale))
+                    + model.penalty()
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -474,6 +482,8 @@ def calibrate(
     the model. With ``rmse_tolerance=0`` this is least squares on the grid.
     """
     model.output.calibration.copy_(torch.tensor([0.0, 1.0]))
+    rating_scale = model.config.scale
+    low, high = rating_scale.minimum, rating_scale.maximum
     score = _outputs(model, valid).cpu().numpy().astype(np.float64)
     truth = valid.rating.cpu().numpy().astype(np.float64)
     rows = []
@@ -481,7 +491,11 @@ def calibrate(
         warnings.simplefilter("ignore")  # undefined F1 is ranked below any number
         for scale in scales:
             shift = float(np.mean(truth - scale * score))
-            report = rating_report(truth, y_pred=np.clip(shift + scale * score, 1, 5))
+            report = rating_report(
+                truth,
+                y_pred=np.clip(shift + scale * score, low, high),
+                scale=rating_scale,
+            )
             rows.append((scale, shift, report.rmse, report.mae, report.f1))
     candidates = pd.DataFrame(
         rows, columns=["scale", "shift", "val RMSE", "val MAE", "val F1"]
