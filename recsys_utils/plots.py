@@ -69,10 +69,7 @@ def training_history(
 
 
 def regression_errors(
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    report: RatingReport,
-    scale: RatingScale = FIVE_STARS,
+    y_true: np.ndarray, y_pred: np.ndarray, report: RatingReport
 ) -> plt.Figure:
     """MAE and RMSE per true rating, the error distribution, predicted against true."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
