@@ -63,16 +63,18 @@ class RatingScale:
     def from_ratings(cls, ratings) -> RatingScale:
         """The scale of a release, read from its ratings.
 
-        Whole stars from the lowest to the highest rating present when every
-        rating is whole, half stars from 0.5 (or the lowest, if lower) to the
-        highest otherwise: 100k and 1M give 1..5, ml-latest-small 0.5..5.
+        Whole stars when every rating is whole, half stars otherwise. The
+        scale spans MovieLens' 1..5 (0.5..5 in half stars) and any rating
+        beyond it, so a sample that happens to lack the lowest or highest
+        level (a small validation part, say) still gets the release's scale:
+        100k and 1M give 1..5, ml-latest-small 0.5..5.
         """
         values = np.unique(np.asarray(ratings, dtype=float))
         if len(values) == 0:
             raise ValueError("no ratings to read a scale from; pass some ratings")
-        high = values.max()
+        high = max(values.max(), 5.0)
         if np.all(values == np.round(values)):
-            low = min(values.min(), high - 1)
+            low = min(values.min(), 1.0)
             return cls(tuple(range(int(low), int(high) + 1)))
         low = min(values.min(), 0.5)
         return cls(tuple(np.arange(low, high + 0.25, 0.5).tolist()))

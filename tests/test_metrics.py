@@ -252,8 +252,9 @@ def test_scale_is_read_from_the_ratings() -> None:
     assert RatingScale.from_ratings([1, 5, 3, 4, 2]) == FIVE_STARS
     assert RatingScale.from_ratings([1, 5, 3, 4, 2]).levels == (1, 2, 3, 4, 5)
     assert RatingScale.from_ratings([0.5, 3.5, 5.0]) == HALF_STARS
-    # A release rated in half stars may lack 0.5 in a sample; the scale still starts there.
-    assert RatingScale.from_ratings([1.0, 2.5, 5.0]).levels[0] == 0.5
+    # A sample may lack the extremes; the scale is still the release's.
+    assert RatingScale.from_ratings([1.0, 2.5, 4.0]) == HALF_STARS
+    assert RatingScale.from_ratings([2, 3, 4]) == FIVE_STARS
 
 
 def test_scale_refuses_uneven_levels() -> None:
