@@ -81,7 +81,7 @@ class RatingScale:
 
     @property
     def whole(self) -> bool:
-        """True for the whole-star scale 1..5 style: integer levels one apart."""
+        """True when the levels are whole numbers one apart, as 1..5 is."""
         return isinstance(self.levels[0], int)
 
     @property
