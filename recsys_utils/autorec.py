@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from recsys_utils.data import IdIndex
+from recsys_utils.metrics import RatingScale
 from recsys_utils.params import check_float, check_int
 from recsys_utils.training import seeded, torch_threads
 
@@ -91,7 +92,7 @@ class FittedAutoRec:
 
     network: ItemAutoRec
     index: IdIndex
-    predictions: torch.Tensor  # (n_items, n_users), clipped to 1..5
+    predictions: torch.Tensor  # (n_items, n_users), clipped to the rating scale
     history: pd.DataFrame  # epoch, train_loss, val_rmse, seconds
     best_epoch: int
     train_seconds: float
@@ -122,10 +123,13 @@ def fit_autorec(
     weights of the best validation epoch are kept. A movie without a training
     rating has an all-zero input, so its reconstruction means nothing: it is
     predicted by the mean training rating instead, as the other models' stated
-    fallback does. Predictions are clipped to 1..5.
+    fallback does. Predictions are clipped to the scale of the training
+    ratings (1..5 in whole stars).
     """
     matrix, mask = _matrix(train, index)
     mean = float(train["rating"].mean())
+    scale = RatingScale.from_ratings(train["rating"])
+    low, high = float(scale.minimum), float(scale.maximum)
     unseen_items = mask.sum(dim=1) == 0
     valid_items = torch.as_tensor(index.item_index(valid["item_id"].to_numpy()))
     valid_users = torch.as_tensor(index.user_index(valid["user_id"].to_numpy()))
@@ -134,7 +138,7 @@ def fit_autorec(
 
     def predict_all(network: ItemAutoRec) -> torch.Tensor:
         with torch.no_grad():
-            out = network(matrix).clamp(1.0, 5.0)
+            out = network(matrix).clamp(low, high)
             out[unseen_items] = mean
         return out
 

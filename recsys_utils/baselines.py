@@ -54,7 +54,7 @@ from surprise import (
     Trainset,
 )
 
-from recsys_utils.metrics import rmse
+from recsys_utils.metrics import RatingScale, rmse
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     name: tuple(grid) for name, grid in GRIDS.items()
 }
 
+#: The whole-star scale of 100k and 1M; a half-star release clips to its own.
 RATING_SCALE = (1, 5)
 
 # Predicting in chunks bounds the gathered factor matrices at
@@ -168,9 +169,19 @@ def build_algo(name: str, params: Mapping[str, Any], *, seed: int) -> AlgoBase:
     )
 
 
+def rating_range(ratings: pd.DataFrame) -> tuple[float, float]:
+    """Lowest and highest level of the ratings' scale: (1, 5), or (0.5, 5) in half stars."""
+    scale = RatingScale.from_ratings(ratings["rating"])
+    return (scale.minimum, scale.maximum)
+
+
 def to_trainset(ratings: pd.DataFrame) -> Trainset:
-    """A surprise training set of a ratings table (user_id, item_id, rating)."""
-    reader = Reader(rating_scale=RATING_SCALE)
+    """A surprise training set of a ratings table (user_id, item_id, rating).
+
+    Its rating scale, which surprise clips predictions to, is read from the
+    ratings (see :func:`rating_range`).
+    """
+    reader = Reader(rating_scale=rating_range(ratings))
     data = Dataset.load_from_df(ratings[["user_id", "item_id", "rating"]], reader)
     return data.build_full_trainset()
 
@@ -311,7 +322,7 @@ class FittedBaseline:
             )
         else:
             y_pred = _closed_form(predictor, *predictor.inner(user_ids, item_ids))
-        return np.clip(y_pred, *RATING_SCALE) if clip else y_pred
+        return np.clip(y_pred, *self.algo.trainset.rating_scale) if clip else y_pred
 
     @property
     def n_parameters(self) -> int:

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from recsys_utils.metrics import RatingScale
+
 
 @dataclass(frozen=True)
 class PublishedResult:
@@ -215,10 +217,12 @@ def rank_agreement(table: pd.DataFrame, a: str, b: str) -> float:
 
 @dataclass(frozen=True)
 class Blend:
-    r"""A linear blend :math:`\hat r = w_0 + \sum_m w_m \hat r_m`, clipped to 1..5."""
+    r"""A linear blend :math:`\hat r = w_0 + \sum_m w_m \hat r_m`, clipped to the scale."""
 
     names: tuple[str, ...]
     weights: np.ndarray  # (1 + len(names),): intercept first
+    # Lowest and highest rating level; half-star releases start at 0.5.
+    bounds: tuple[float, float] = (1.0, 5.0)
 
     def predict(self, predictions: dict[str, np.ndarray]) -> np.ndarray:
         """Blend the components' predictions of the same ratings, shape (n,)."""
@@ -226,7 +230,7 @@ class Blend:
         if missing:
             raise KeyError(f"the blend needs predictions of {missing}")
         columns = np.column_stack([predictions[name] for name in self.names])
-        return np.clip(self.weights[0] + columns @ self.weights[1:], 1.0, 5.0)
+        return np.clip(self.weights[0] + columns @ self.weights[1:], *self.bounds)
 
 
 def fit_blend(predictions: dict[str, np.ndarray], y_true: np.ndarray) -> Blend:
@@ -249,4 +253,5 @@ def fit_blend(predictions: dict[str, np.ndarray], y_true: np.ndarray) -> Blend:
         )
     design = np.column_stack([np.ones(len(y_true)), columns])
     weights, *_ = np.linalg.lstsq(design, y_true, rcond=None)
-    return Blend(names, weights)
+    scale = RatingScale.from_ratings(y_true)
+    return Blend(names, weights, (float(scale.minimum), float(scale.maximum)))

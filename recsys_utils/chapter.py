@@ -7,8 +7,9 @@ import warnings
 
 import pandas as pd
 
-from recsys_utils.experiment import Outcome
+from recsys_utils.experiment import CrossValidation, Outcome
 from recsys_utils.fallback import DAMPING
+from recsys_utils.params import RunParameters
 from recsys_utils.plots import use_book_style
 from recsys_utils.training import FitResult
 
@@ -132,4 +133,48 @@ def fallback_note(outcome: Outcome) -> str:
         f"rating for an unseen movie, the movie's for an unseen user, each damped "
         f"towards the global mean by {DAMPING:g} pseudo-ratings; the metrics above "
         "include them."
+    )
+
+
+_WORDS = {5: "five"}
+
+
+def folds_phrase(dataset: str) -> str:
+    """How the prose names the cross-validation folds of a release."""
+    return "the five canonical folds" if dataset == "ml-100k" else "five random folds"
+
+
+def folds_note(cv: CrossValidation, params: RunParameters) -> str:
+    """Say which five folds the cross-validation used, every figure read from them."""
+    sizes = [outcome.split.sizes()["test"] for outcome in cv.folds.values()]
+    total = sum(sizes)  # the test parts partition the ratings
+    names = list(cv.folds)
+    span = (
+        f"{min(sizes):,}"
+        if min(sizes) == max(sizes)
+        else f"{min(sizes):,} to {max(sizes):,}"
+    )
+    if params.dataset == "ml-100k":
+        how = (
+            f"The folds are GroupLens' canonical {names[0]} to {names[-1]}: each tests on "
+            f"a block of {span} ratings of u.data in file order"
+        )
+    else:
+        how = (
+            f"{params.dataset} ships no canonical folds, so the folds {names[0]} to "
+            f"{names[-1]} are random: one permutation of its {total:,} ratings, seeded "
+            f"by seed={params.seed}, cut into {_WORDS.get(len(sizes), len(sizes))} test "
+            f"parts of {span} ratings"
+        )
+    return (
+        f"{how}, so that every rating is tested exactly once; each fold carves its "
+        "validation ratings from its training part, as the primary split does."
+    )
+
+
+def reference_note(dataset: str) -> str:
+    """Why a chapter on another release shows no published figures beside its own."""
+    return (
+        f"The published figures compared here were measured on ml-100k; this run is on "
+        f"{dataset}, so the comparison is left out (run with dataset='ml-100k' for it)."
     )

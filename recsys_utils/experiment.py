@@ -22,10 +22,10 @@ from recsys_utils import distributed, paths
 from recsys_utils._io import atomic_path, write_text_atomic
 from recsys_utils.data import IdIndex, MovieLens
 from recsys_utils.fallback import Fallback, FallbackCount
-from recsys_utils.metrics import RATINGS, RatingReport, expected_rating, rating_report
+from recsys_utils.metrics import RatingReport, expected_rating, rating_report
 from recsys_utils.models import count_parameters
 from recsys_utils.params import RunParameters, resolve_device
-from recsys_utils.splits import CANONICAL_FOLDS, Split, make_split
+from recsys_utils.splits import Split, cross_validation_folds, make_split
 from recsys_utils.training import (
     Calibration,
     FitResult,
@@ -167,7 +167,7 @@ def run_experiment(
                 },
             )
 
-    fallback = Fallback.from_ratings(parts.train)
+    fallback = Fallback.from_ratings(parts.train, scale=model.config.scale)
     precision = {"mixed_precision": config.mixed_precision}
     report, predictions, test_count = score(
         model, parts.test, test, fallback, **precision
@@ -200,9 +200,11 @@ def score(
     Returns the report, a table and, with a ``fallback``, how many rows it
     answered. The table holds user_id, item_id, rating and prediction (the
     expected rating for a classifier, whose class probabilities follow as
-    p1..p5), and ``fallback`` (True where the rule replaced the model).
-    ``mixed_precision`` is handed to :func:`~recsys_utils.training.predict`.
+    p1..p5, or p0.5..p5 on half stars), and ``fallback`` (True where the
+    rule replaced the model). ``mixed_precision`` is handed to
+    :func:`~recsys_utils.training.predict`.
     """
+    scale = model.config.scale
     output = predict(model, tensors, mixed_precision=mixed_precision)
     count = None
     if fallback is not None:
@@ -210,12 +212,12 @@ def score(
     predictions = ratings[["user_id", "item_id", "rating"]].reset_index(drop=True)
     y_true = predictions["rating"].to_numpy()
     if output.ndim == 2:
-        report = rating_report(y_true, proba=output)
-        predictions["prediction"] = expected_rating(output)
-        for position, rating in enumerate(RATINGS):
-            predictions[f"p{rating}"] = output[:, position]
+        report = rating_report(y_true, proba=output, scale=scale)
+        predictions["prediction"] = expected_rating(output, scale)
+        for position, rating in enumerate(scale.levels):
+            predictions[f"p{scale.label(rating)}"] = output[:, position]
     else:
-        report = rating_report(y_true, y_pred=output)
+        report = rating_report(y_true, y_pred=output, scale=scale)
         predictions["prediction"] = output
     if fallback is not None:
         predictions["fallback"] = fallback.covers(predictions)
@@ -261,14 +263,14 @@ CV_METRICS: tuple[str, ...] = (
 
 def _flat_metrics(report: RatingReport) -> dict[str, float]:
     row = {name: getattr(report, name) for name in CV_METRICS}
-    row.update({f"auc_{r}": v for r, v in report.auc.items()})
-    row.update({f"f1_{r}": v for r, v in report.f1_per_rating.items()})
+    row.update({f"auc_{r:g}": v for r, v in report.auc.items()})
+    row.update({f"f1_{r:g}": v for r, v in report.f1_per_rating.items()})
     return row
 
 
 @dataclass(frozen=True)
 class CrossValidation:
-    """One outcome per canonical fold, and their mean and spread."""
+    """One outcome per fold (see :func:`cross_validate`), and their mean and spread."""
 
     folds: dict[str, Outcome]
 
@@ -303,14 +305,17 @@ def cross_validate(
     done: dict[str, Outcome] | None = None,
     verbose: bool = False,
 ) -> CrossValidation:
-    """Train and score on each canonical fold u1..u5 with the same parameters.
+    """Train and score on each of five folds with the same parameters.
 
-    Folds already run with these parameters can be passed in ``done`` (for
-    example the chapter's u1 run) and are not trained again.
+    The folds are :func:`~recsys_utils.splits.cross_validation_folds` of
+    ``params.dataset``: the canonical u1..u5 for ml-100k, five seeded random
+    folds (``random1``..``random5``) for the other releases. Folds already
+    run with these parameters can be passed in ``done`` (for example the
+    chapter's u1 run) and are not trained again.
     """
     done = done or {}
     folds = {}
-    for fold in CANONICAL_FOLDS:
+    for fold in cross_validation_folds(params.dataset):
         if fold in done:
             folds[fold] = done[fold]
             continue
@@ -351,7 +356,7 @@ def save_results(
 
     It holds the parameters, the primary run's split, epochs, training time
     and test metrics at the top level, every run under ``runs``, and the
-    cross-validation over the canonical folds under ``cross_validation``.
+    cross-validation over the five folds under ``cross_validation``.
     """
     main = outcomes[primary]
     model = main.fit.model
@@ -439,7 +444,7 @@ def paired_fold_comparison(
     candidate: CrossValidation,
     metrics: tuple[str, ...] = ("rmse", "mae", "accuracy", "f1"),
 ) -> pd.DataFrame:
-    """Compare two models fold by fold over the same canonical folds.
+    """Compare two models fold by fold over the same folds.
 
     ``baseline`` is the ``cross_validation`` entry of another chapter's
     results file. For each metric: both means, the mean and standard

@@ -15,7 +15,7 @@ The rule, fixed in advance rather than tuned:
 Each mean is damped towards the global one by ``damping`` pseudo-ratings,
 :math:`(\sum r + k\,\mu) / (n + k)`, so a user with two ratings does not
 get an extreme prediction. Classifiers get the same rule applied to the
-distribution over the five ratings instead of the mean.
+distribution over the rating levels instead of the mean.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recsys_utils.metrics import RATINGS
+from recsys_utils.metrics import FIVE_STARS, RatingScale
 
 #: Pseudo-ratings at the global mean added to each user's or movie's own.
 DAMPING = 5.0
@@ -57,16 +57,24 @@ class Fallback:
     predictions where the fallback rule applies.
     """
 
-    global_distribution: np.ndarray  # (5,) share of each rating
-    user_distribution: pd.DataFrame  # index user_id, columns 1..5, damped
-    item_distribution: pd.DataFrame  # index item_id, columns 1..5, damped
+    global_distribution: np.ndarray  # (n_levels,) share of each rating level
+    user_distribution: pd.DataFrame  # index user_id, one column per level, damped
+    item_distribution: pd.DataFrame  # index item_id, one column per level, damped
+    scale: RatingScale = FIVE_STARS
 
     @classmethod
-    def from_ratings(cls, train: pd.DataFrame, damping: float = DAMPING) -> Fallback:
+    def from_ratings(
+        cls,
+        train: pd.DataFrame,
+        damping: float = DAMPING,
+        scale: RatingScale = FIVE_STARS,
+    ) -> Fallback:
         if damping < 0:
             raise ValueError(f"damping={damping!r} must be >= 0")
-        onehot = pd.get_dummies(train["rating"].astype(int)).reindex(
-            columns=list(RATINGS), fill_value=0
+        # Whole stars as ints, half stars as floats: either way equal to the levels.
+        values = train["rating"].astype(int if scale.whole else float)
+        onehot = pd.get_dummies(values).reindex(
+            columns=list(scale.levels), fill_value=0
         )
         onehot = onehot.astype(np.float64)
         prior = onehot.mean().to_numpy()
@@ -76,16 +84,18 @@ class Fallback:
             counts = sums.sum(axis=1).to_numpy()[:, None]
             return (sums + damping * prior) / (counts + damping)
 
-        return cls(prior, damped("user_id"), damped("item_id"))
+        return cls(prior, damped("user_id"), damped("item_id"), scale)
 
     @property
     def global_mean(self) -> float:
-        return float(self.global_distribution @ np.array(RATINGS, dtype=np.float64))
+        return float(
+            self.global_distribution @ np.array(self.scale.levels, dtype=np.float64)
+        )
 
     def _distributions(
         self, user_id: np.ndarray, item_id: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Fallback distributions (n, 5) and the unseen-user / unseen-movie masks."""
+        """Fallback distributions (n, n_levels) and the unseen-user / unseen-movie masks."""
         user_known = np.isin(user_id, self.user_distribution.index)
         item_known = np.isin(item_id, self.item_distribution.index)
         result = np.tile(self.global_distribution, (len(user_id), 1))
@@ -112,7 +122,8 @@ class Fallback:
         ratings : DataFrame
             The rows predicted, with ``user_id`` and ``item_id``.
         output : ndarray
-            Predicted ratings, shape (n,), or class probabilities, shape (n, 5).
+            Predicted ratings, shape (n,), or class probabilities, shape
+            (n, n_levels).
 
         Returns
         -------
@@ -128,7 +139,9 @@ class Fallback:
         if output.ndim == 2:
             output[replace] = distribution[replace].astype(output.dtype)
         else:
-            expected = distribution[replace] @ np.array(RATINGS, dtype=np.float64)
+            expected = distribution[replace] @ np.array(
+                self.scale.levels, dtype=np.float64
+            )
             output[replace] = expected.astype(output.dtype)
         count = FallbackCount(
             len(ratings),

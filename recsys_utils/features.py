@@ -190,3 +190,47 @@ def build_features(
     return Features(
         user.to_numpy(), item.to_numpy(), tuple(user.columns), tuple(item.columns)
     )
+
+
+def _kinds(names: tuple[str, ...], labels: dict[str, str]) -> list[str]:
+    """The readable kinds of feature present among the column names, in order."""
+    found = []
+    for name in names:
+        kind = labels.get(name.split("=")[0])
+        if kind and kind not in found:
+            found.append(kind)
+    return found
+
+
+_USER_KINDS = {"age": "age", "gender": "gender", "occupation": "occupation"}
+_ITEM_KINDS = {"genre": "genres", "year": "release year"}
+
+
+def describe_features(features: Features, dataset: str) -> str:
+    """A sentence saying which features a hybrid model reads, from the matrices.
+
+    Both halves are read from the column names, so the sentence says what
+    the model was really given: on ml-100k and ml-1m the user's age, gender
+    and occupation and the movie's genres and release year; on the releases
+    without demographics the movie's features alone.
+    """
+
+    def listed(kinds: list[str]) -> str:
+        return (
+            kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
+        )
+
+    users = _kinds(features.user_names, _USER_KINDS)
+    items = _kinds(features.item_names, _ITEM_KINDS)
+    width = f"{features.user.shape[1]} user and {features.item.shape[1]} movie columns"
+    item_part = f"the movie's {listed(items)}" if items else "no movie features"
+    if users:
+        return (
+            f"On {dataset} the model reads the user's {listed(users)} and {item_part} "
+            f"({width})."
+        )
+    return (
+        f"{dataset} records nothing about its users, so the model reads only "
+        f"{item_part} ({features.item.shape[1]} columns) and knows a user through "
+        "the user's embeddings alone."
+    )

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from recsys_utils.features import Features
+from recsys_utils.metrics import FIVE_STARS, RatingScale
 from recsys_utils.params import (
     ParameterError,
     check_bool,
@@ -20,7 +21,8 @@ from recsys_utils.params import (
 )
 
 Task = Literal["regression", "classification"]
-N_RATING_CLASSES = 5
+#: Classes of the whole-star releases; a model's own count is its scale's levels.
+N_RATING_CLASSES = FIVE_STARS.n_levels
 
 
 class GaussianNoise(nn.Module):
@@ -131,14 +133,15 @@ class RatingOutput(nn.Module):
       :math:`s = w^\top h + \mu + b_u + b_i` (biases optional), then a
       linear recalibration :math:`a + b s`, the identity while training
       (see :func:`recsys_utils.training.calibrate`).
-    * ``task="classification", classifier="softmax"``: five logits
-      :math:`W h`, one per rating.
+    * ``task="classification", classifier="softmax"``: :math:`K` logits
+      :math:`W h`, one per rating level of ``scale`` (five for 1..5, ten
+      for half stars).
     * ``task="classification", classifier="cumulative"``: the ordered
-      (cumulative-link) logit model. The same score :math:`s` and four
-      increasing thresholds :math:`\theta_1 < \dots < \theta_4` give
-      :math:`P(r \le k) = \sigma(\theta_k - s)`; a rating's probability is
-      the difference of consecutive cumulative ones, so the five classes
-      keep their order. The output is the log of those probabilities, which
+      (cumulative-link) logit model. The same score :math:`s` and
+      :math:`K - 1` increasing thresholds :math:`\theta_1 < \dots < \theta_{K-1}`
+      give :math:`P(r \le k) = \sigma(\theta_k - s)`; a rating's probability
+      is the difference of consecutive cumulative ones, so the classes keep
+      their order. The output is the log of those probabilities, which
       softmax and cross-entropy treat exactly like logits.
     """
 
@@ -152,11 +155,12 @@ class RatingOutput(nn.Module):
         classifier: Classifier,
         use_bias: bool,
         rating_offset: float,
+        scale: RatingScale = FIVE_STARS,
     ) -> None:
         super().__init__()
         self.task = task
         self.softmax = task == "classification" and classifier == "softmax"
-        self.linear = nn.Linear(n_in, N_RATING_CLASSES if self.softmax else 1)
+        self.linear = nn.Linear(n_in, scale.n_levels if self.softmax else 1)
         self.use_bias = use_bias and not self.softmax
         if self.use_bias:
             self.user_bias = nn.Embedding(n_users, 1)
@@ -171,15 +175,18 @@ class RatingOutput(nn.Module):
             # parameter: gradient descent never touches it.
             self.register_buffer("calibration", torch.tensor([0.0, 1.0]))
         if task == "classification" and not self.softmax:
-            # Thresholds start half-way between the ratings: 1.5, 2.5, 3.5, 4.5.
-            self.first_threshold = nn.Parameter(torch.tensor(1.5))
-            # softplus(log(e - 1)) = 1: unit gaps to start with, always positive.
+            # Thresholds start half-way between the ratings: 1.5, 2.5, 3.5, 4.5
+            # on the whole-star scale.
+            first = scale.minimum + scale.step / 2
+            self.first_threshold = nn.Parameter(torch.tensor(float(first)))
+            # softplus(log(e^step - 1)) = step: gaps of one level to start with,
+            # always positive (log(e - 1) for whole stars).
             self.threshold_gaps = nn.Parameter(
-                torch.full((N_RATING_CLASSES - 2,), math.log(math.e - 1))
+                torch.full((scale.n_levels - 2,), math.log(math.expm1(scale.step)))
             )
 
     def thresholds(self) -> torch.Tensor:
-        """The four increasing cut points of the cumulative model, shape (4,)."""
+        """The increasing cut points of the cumulative model, shape (n_levels - 1,)."""
         gaps = nn.functional.softplus(self.threshold_gaps)
         return torch.cat(
             [self.first_threshold.view(1), self.first_threshold + gaps.cumsum(0)]
@@ -188,7 +195,7 @@ class RatingOutput(nn.Module):
     def forward(
         self, hidden: torch.Tensor, user: torch.Tensor, item: torch.Tensor
     ) -> torch.Tensor:
-        out = self.linear(hidden)  # (B, 5) or (B, 1)
+        out = self.linear(hidden)  # (B, n_levels) or (B, 1)
         if self.softmax:
             return out
         score = out.squeeze(1) + self.offset  # (B,)
@@ -202,11 +209,15 @@ class RatingOutput(nn.Module):
             return self.calibration[0] + self.calibration[1] * score
         cumulative = torch.sigmoid(
             self.thresholds()[None, :] - score[:, None]
-        )  # (B, 4)
+        )  # (B, n_levels - 1)
         ones = torch.ones_like(score)[:, None]
-        bounds = torch.cat([torch.zeros_like(ones), cumulative, ones], dim=1)  # (B, 6)
+        bounds = torch.cat(
+            [torch.zeros_like(ones), cumulative, ones], dim=1
+        )  # (B, n_levels + 1)
         # Clamp before the log: far-apart thresholds can make a difference underflow.
-        return torch.log((bounds[:, 1:] - bounds[:, :-1]).clamp_min(1e-7))  # (B, 5)
+        return torch.log(
+            (bounds[:, 1:] - bounds[:, :-1]).clamp_min(1e-7)
+        )  # (B, n_levels)
 
 
 def check_widths(name: str, layers: object) -> None:
@@ -229,7 +240,9 @@ class ModelConfig:
 
     Checkpoints store configurations as dicts of plain values (tuples become
     lists), which ``torch.load(weights_only=True)`` accepts; the dataclasses
-    turn lists back into tuples when they are built.
+    turn lists back into tuples when they are built. ``rating_levels`` is the
+    release's :class:`~recsys_utils.metrics.RatingScale`; a configuration
+    saved before it existed rebuilds with the whole stars 1..5.
     """
 
     n_users: int
@@ -244,6 +257,12 @@ class ModelConfig:
     rating_offset: float = 3.5
     n_user_features: int = 0
     n_item_features: int = 0
+    rating_levels: tuple[float, ...] = FIVE_STARS.levels
+
+    @property
+    def scale(self) -> RatingScale:
+        """The rating levels the model predicts over."""
+        return RatingScale(self.rating_levels)
 
     def to_dict(self) -> dict:
         return {
@@ -256,7 +275,11 @@ class ModelConfig:
 
 
 def check_shared(config) -> None:
-    """Check the fields every model configuration has."""
+    """Check the fields every model configuration has; normalise the rating levels."""
+    # RatingScale refuses uneven levels and turns a checkpoint's list into a tuple.
+    object.__setattr__(
+        config, "rating_levels", RatingScale(config.rating_levels).levels
+    )
     check_float("dropout", config.dropout, 0.0, 1.0, high_open=True)
     check_float("embedding_noise", config.embedding_noise, 0.0, 10.0)
     check_bool("batch_norm", config.batch_norm)
@@ -291,7 +314,7 @@ class NeuMFConfig(ModelConfig):
         Add a learned user bias, item bias and global offset to the output,
         the baseline predictor of :cite:`koren2009`.
     task : {"regression", "classification"}
-        One output (a rating) or five (logits over ratings 1..5).
+        One output (a rating) or one logit per rating level.
     classifier : {"softmax", "cumulative"}
         For classification, independent logits per rating or the ordered
         cumulative-link model (see :class:`RatingOutput`).
@@ -300,6 +323,10 @@ class NeuMFConfig(ModelConfig):
     n_user_features, n_item_features : int
         Widths of the content features of users and movies (0: none, the pure
         collaborative model). With features, the model is the hybrid one.
+    rating_levels : tuple of float
+        The release's rating levels (see
+        :class:`~recsys_utils.metrics.RatingScale`): (1, ..., 5), or the ten
+        half stars of 10M and later.
     feature_size : int
         Width of the small branch that reads each kind of feature.
     """
@@ -391,6 +418,7 @@ class NeuMF(RatingModel):
             classifier=c.classifier,
             use_bias=c.use_bias,
             rating_offset=c.rating_offset,
+            scale=c.scale,
         )
         self.reset_parameters()
 
@@ -403,7 +431,7 @@ class NeuMF(RatingModel):
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """Predict for index tensors of shape (batch,).
 
-        Returns shape (batch,) for regression, (batch, 5) logits for
+        Returns shape (batch,) for regression, (batch, n_levels) logits for
         classification (log-probabilities for the cumulative classifier).
         """
         gmf = self.noise(self.user_gmf(user)) * self.noise(
@@ -479,7 +507,7 @@ class AutoencoderConfig(ModelConfig):
         Give the output layer the encoder's input as well as the decoder's
         output: a path from input to output that skips the bottleneck.
     dropout, batch_norm, embedding_noise, use_bias, task, classifier,
-    rating_offset, n_user_features, n_item_features
+    rating_offset, n_user_features, n_item_features, rating_levels
         As in :class:`NeuMFConfig`.
     """
 
@@ -565,6 +593,7 @@ class AutoencoderRecommender(RatingModel):
             classifier=c.classifier,
             use_bias=c.use_bias,
             rating_offset=c.rating_offset,
+            scale=c.scale,
         )
         self._kl = torch.tensor(0.0)
 
@@ -677,6 +706,7 @@ class MatrixFactorization(RatingModel):
             classifier=c.classifier,
             use_bias=c.use_bias,
             rating_offset=c.rating_offset,
+            scale=c.scale,
         )
         for table in (self.user_factors, self.item_factors):
             nn.init.normal_(table.weight, std=0.05)

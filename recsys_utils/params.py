@@ -113,7 +113,12 @@ class RunParameters:
         if self.split in CANONICAL_FOLDS and self.dataset != "ml-100k":
             # The folds are blocks of u.data; other files are sorted by user, so
             # the same blocks would test on users never seen in training.
-            _fail("split", self.split, f"use 'random' with dataset={self.dataset!r}")
+            _fail(
+                "split",
+                self.split,
+                f"use 'random' with dataset={self.dataset!r} "
+                "(with papermill: -p split random)",
+            )
         for name in ("n_epochs", "batch_size", "n_factors", "patience", "n_threads"):
             check_int(name, getattr(self, name))
         check_float("learning_rate", self.learning_rate, 0.0, 10.0)

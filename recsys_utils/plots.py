@@ -16,7 +16,7 @@ from sklearn.metrics import confusion_matrix, roc_curve
 
 from recsys_utils import paths
 from recsys_utils._io import atomic_path
-from recsys_utils.metrics import RATINGS, RatingReport
+from recsys_utils.metrics import FIVE_STARS, RatingReport, RatingScale, rating_to_class
 
 WIDTH = 10.0  # inches: the book's text width at 100 dpi
 
@@ -91,18 +91,32 @@ def regression_errors(
     sns.violinplot(
         data=frame, x="true rating", y="prediction", ax=axes[2], cut=0, inner="quartile"
     )
-    axes[2].plot(range(5), RATINGS, color="black", linestyle=":", linewidth=1)
+    # The violins sit at 0, 1, ... in the order of the true ratings present.
+    present = np.sort(np.unique(y_true))
+    axes[2].plot(
+        range(len(present)), present, color="black", linestyle=":", linewidth=1
+    )
     axes[2].set(title="Predicted against true")
     fig.tight_layout()
     return fig
 
 
-def confusion(y_true: np.ndarray, y_class: np.ndarray) -> plt.Figure:
+def confusion(
+    y_true: np.ndarray, y_class: np.ndarray, scale: RatingScale = FIVE_STARS
+) -> plt.Figure:
     """Confusion matrix as counts and normalised by true rating (rows)."""
-    counts = confusion_matrix(y_true, y_class, labels=RATINGS)
+    # Class indices: scikit-learn takes half-star ratings for a continuous target.
+    counts = confusion_matrix(
+        rating_to_class(np.asarray(y_true), scale),
+        rating_to_class(np.asarray(y_class), scale),
+        labels=range(scale.n_levels),
+    )
+    labels = [scale.label(level) for level in scale.levels]
     with np.errstate(invalid="ignore"):
         normalised = counts / counts.sum(axis=1, keepdims=True)
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 4.0))
+    # Ten half-star levels need wider cells than five whole stars to stay legible.
+    grow = max(1.0, scale.n_levels / 7)
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH * grow, 4.0 * grow))
     for ax, matrix, fmt, title in (
         (axes[0], counts, "d", "Counts"),
         (axes[1], normalised, ".2f", "Share of each true rating"),
@@ -114,8 +128,8 @@ def confusion(y_true: np.ndarray, y_class: np.ndarray) -> plt.Figure:
             cmap="Blues",
             cbar=False,
             ax=ax,
-            xticklabels=RATINGS,
-            yticklabels=RATINGS,
+            xticklabels=labels,
+            yticklabels=labels,
         )
         ax.set(xlabel="predicted rating", ylabel="true rating", title=title)
     fig.tight_layout()
@@ -123,17 +137,24 @@ def confusion(y_true: np.ndarray, y_class: np.ndarray) -> plt.Figure:
 
 
 def roc_curves(
-    y_true: np.ndarray, scores: np.ndarray, report: RatingReport
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    report: RatingReport,
+    scale: RatingScale = FIVE_STARS,
 ) -> plt.Figure:
     """One-vs-rest ROC curve of each rating, its AUC in the legend."""
     y_true = np.asarray(y_true)
     fig, ax = plt.subplots(figsize=(WIDTH * 0.6, 4.6))
-    for position, rating in enumerate(RATINGS):
+    for position, rating in enumerate(scale.levels):
         positive = y_true == rating
         if positive.all() or not positive.any():
             continue
         fpr, tpr, _ = roc_curve(positive, scores[:, position])
-        ax.plot(fpr, tpr, label=f"rating {rating} (AUC {report.auc[int(rating)]:.3f})")
+        ax.plot(
+            fpr,
+            tpr,
+            label=f"rating {scale.label(rating)} (AUC {report.auc[rating]:.3f})",
+        )
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(
         xlabel="false positive rate",
@@ -154,6 +175,7 @@ def per_rating_metrics(report: RatingReport) -> plt.Figure:
             "F1": report.f1_per_rating,
         }
     )
+    frame.index = [f"{rating:g}" for rating in frame.index]
     frame.index.name = "rating"
     fig, ax = plt.subplots(figsize=(WIDTH * 0.7, 3.6))
     frame.plot.bar(ax=ax, rot=0)
@@ -166,9 +188,11 @@ def per_rating_metrics(report: RatingReport) -> plt.Figure:
 def cross_validation(table: pd.DataFrame) -> plt.Figure:
     """Every metric over the canonical folds: mean as a bar, spread as an error bar.
 
-    ``table`` has one row per fold, as :meth:`CrossValidation.table` returns.
-    Each fold's value is drawn as a dot on its bar.
+    ``table`` has one row per fold, as :meth:`CrossValidation.table` returns,
+    with an ``auc_<rating>`` column per rating level of the release. Each
+    fold's value is drawn as a dot on its bar.
     """
+    auc_columns = [column for column in table.columns if column.startswith("auc_")]
     groups = (
         ("Rating error", ["rmse", "mae"], ["RMSE", "MAE"]),
         (
@@ -178,8 +202,8 @@ def cross_validation(table: pd.DataFrame) -> plt.Figure:
         ),
         (
             "ROC AUC per rating",
-            [f"auc_{r}" for r in RATINGS],
-            [str(r) for r in RATINGS],
+            auc_columns,
+            [column.removeprefix("auc_") for column in auc_columns],
         ),
     )
     fig, axes = plt.subplots(
@@ -200,7 +224,12 @@ def cross_validation(table: pd.DataFrame) -> plt.Figure:
 
 
 def latent_space(
-    codes: np.ndarray, ratings: np.ndarray, item_ids: np.ndarray, *, seed: int = 0
+    codes: np.ndarray,
+    ratings: np.ndarray,
+    item_ids: np.ndarray,
+    *,
+    seed: int = 0,
+    scale: RatingScale = FIVE_STARS,
 ) -> plt.Figure:
     """The latent codes of (user, movie) pairs projected to 2-D by PCA.
 
@@ -224,18 +253,19 @@ def latent_space(
     mean_rating, count = movies["rating"].mean(), movies.size()
 
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH * 1.1, 4.4))
-    cmap = plt.get_cmap("RdYlBu", 5)
+    cmap = plt.get_cmap("RdYlBu", scale.n_levels)
+    half_step = scale.step / 2
     points = axes[0].scatter(
         pairs[:, 0],
         pairs[:, 1],
         c=ratings[shown],
         cmap=cmap,
-        vmin=0.5,
-        vmax=5.5,
+        vmin=scale.minimum - half_step,
+        vmax=scale.maximum + half_step,
         s=4,
         alpha=0.6,
     )
-    fig.colorbar(points, ax=axes[0], ticks=RATINGS, label="true rating")
+    fig.colorbar(points, ax=axes[0], ticks=scale.levels, label="true rating")
     axes[0].set(title="(user, movie) pairs", xlabel="PC 1", ylabel="PC 2")
     movie_points = axes[1].scatter(
         movie_xy[:, 0],

@@ -3,9 +3,9 @@ r"""From a trained model to movie recommendations a person can read.
 Every model of the book predicts a rating for a (user, movie) pair; a
 recommendation is the ``k`` movies a user has not rated with the highest
 prediction. A classifier ranks by its expected rating :math:`\sum_r r\,p_r`;
-a regressor by its output before clipping to [1, 5], so two movies both
-predicted above 5 keep the model's order. Ties are broken by ``item_id``,
-ascending, so a list never depends on sorting accidents.
+a regressor by its output before clipping to its scale ([1, 5] in whole stars),
+so two movies both predicted above 5 keep the model's order. Ties are broken
+by ``item_id``, ascending, so a list never depends on sorting accidents.
 
 Three questions are answered here:
 
@@ -39,7 +39,7 @@ from torch import nn
 
 from recsys_utils.data import IdIndex, MovieLens, genre_columns, load_movielens_100k
 from recsys_utils.features import user_feature_row
-from recsys_utils.metrics import RATINGS, rating_to_class
+from recsys_utils.metrics import FIVE_STARS, RatingScale, rating_to_class
 from recsys_utils.models import AutoencoderRecommender, MatrixFactorization, NeuMF
 from recsys_utils.training import CheckpointError, load_checkpoint, seeded
 
@@ -263,7 +263,7 @@ def score_items(model: nn.Module, user_index: Iterable[int]) -> np.ndarray:
         out = model(block.repeat_interleave(n_items), items.repeat(len(block)))
         if model.config.task == "classification":
             out = torch.softmax(out, dim=1) @ torch.as_tensor(
-                RATINGS, dtype=out.dtype, device=device
+                model.config.scale.array, dtype=out.dtype, device=device
             )
         scores[start : start + len(block)] = (
             out.double().cpu().numpy().reshape(len(block), n_items)
@@ -449,7 +449,8 @@ def recommend(
     DataFrame
         ``item_id, title, release_year, genres, predicted_rating, reason``.
         ``predicted_rating`` is the expected rating of a classifier, the
-        output clipped to [1, 5] of a regressor; rows follow the unclipped
+        output clipped to its scale (1..5 in whole stars) of a regressor; rows
+        follow the unclipped
         score, ties by ``item_id``.
 
     Raises
@@ -480,7 +481,8 @@ def _ranked_table(
 ) -> pd.DataFrame:
     best = _top_k(scores, seen, k)
     table = _movie_table(data, index.item_id(best))
-    table["predicted_rating"] = np.clip(scores[best], 1.0, 5.0)
+    scale = model.config.scale
+    table["predicted_rating"] = np.clip(scores[best], scale.minimum, scale.maximum)
     table["reason"] = _reasons(model, data, index, best, rated)
     return table
 
@@ -529,7 +531,9 @@ def similar_movies(
 # Newcomers
 
 
-def _as_ratings(ratings: Mapping[int, float] | pd.DataFrame) -> pd.DataFrame:
+def _as_ratings(
+    ratings: Mapping[int, float] | pd.DataFrame, scale: RatingScale = FIVE_STARS
+) -> pd.DataFrame:
     if isinstance(ratings, pd.DataFrame):
         if not {"item_id", "rating"} <= set(ratings.columns):
             raise ValueError(
@@ -541,11 +545,12 @@ def _as_ratings(ratings: Mapping[int, float] | pd.DataFrame) -> pd.DataFrame:
             {"item_id": list(ratings.keys()), "rating": list(ratings.values())}
         )
     frame = frame.astype({"item_id": np.int64, "rating": np.float64})
-    bad = ~frame["rating"].between(RATINGS[0], RATINGS[-1])
+    bad = ~frame["rating"].between(scale.minimum, scale.maximum)
     if bad.any():
         raise ValueError(
             f"rating {frame['rating'][bad].iloc[0]} of movie "
-            f"{frame['item_id'][bad].iloc[0]} is outside 1..5"
+            f"{frame['item_id'][bad].iloc[0]} is outside "
+            f"{scale.label(scale.minimum)}..{scale.label(scale.maximum)}"
         )
     if frame["item_id"].duplicated().any():
         raise ValueError("a movie is rated twice; give each movie one rating")
@@ -593,7 +598,7 @@ def fold_in(
     item_index : array of shape (n,)
         Dense indices of the rated movies.
     rating : array of shape (n,)
-        Their ratings, 1..5.
+        Their ratings, on the model's scale (1..5 in whole stars).
     user_features : array of shape (n_user_features,), optional
         The newcomer's feature row, for a hybrid model.
     n_steps, learning_rate, l2 :
@@ -637,9 +642,12 @@ def fold_in(
             if grown.config.task == "regression":
                 loss = (out - target).pow(2).sum()
             else:
-                loss = nn.functional.cross_entropy(
-                    out, rating_to_class(target.round().long()), reduction="sum"
+                # Whole stars round the target first, as a rating of 4.0 is class 3.
+                scale = grown.config.scale
+                classes = rating_to_class(
+                    target.round() if scale.whole else target, scale
                 )
+                loss = nn.functional.cross_entropy(out, classes, reduction="sum")
             pull = sum(value.pow(2).sum() for value in z.values())
             optimizer.zero_grad(set_to_none=True)
             (loss + l2 * pull).backward()
@@ -727,7 +735,7 @@ def recommend_newcomer(
     age, gender, occupation : optional
         Demographics, encoded by :func:`~recsys_utils.features.user_feature_row`.
     ratings : dict or DataFrame, optional
-        ``item_id -> rating`` (1..5), or a frame with those two columns.
+        ``item_id -> rating`` (on the model's scale), or a frame with those two columns.
     k : int
         Length of the list.
     seed : int
@@ -745,7 +753,7 @@ def recommend_newcomer(
     if model.config.n_user_features and has_demographics:
         features = user_feature_row(data.users, **demographics)
 
-    given = _as_ratings(ratings) if ratings is not None else None
+    given = _as_ratings(ratings, model.config.scale) if ratings is not None else None
     if given is not None and len(given):
         try:
             rated_position = index.item_index(given["item_id"].to_numpy())

@@ -1,10 +1,15 @@
 """Train / validation / test splits of a ratings table.
 
-Two protocols, both seeded:
+Three protocols, all seeded:
 
-* the canonical five folds u1..u5 of GroupLens: fold ``k`` tests on the
-  ``k``-th block of 20,000 ratings of ``u.data`` in file order and trains on
-  the other 80,000, which reproduces ``u{k}.base`` / ``u{k}.test``;
+* the canonical five folds u1..u5 of GroupLens (100k only): fold ``k``
+  tests on the ``k``-th block of 20,000 ratings of ``u.data`` in file order
+  and trains on the other 80,000, which reproduces ``u{k}.base`` /
+  ``u{k}.test``;
+* five random folds ``random1``..``random5``, the cross-validation of the
+  other releases, whose files are sorted by user so that blocks in file
+  order would test on users never seen in training: a seeded permutation of
+  all ratings cut into five parts, each rating in exactly one test fold;
 * a random train / validation / test split (80/10/10 by default), the
   protocol of the original study this book compares with.
 
@@ -20,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 CANONICAL_FOLDS: tuple[str, ...] = ("u1", "u2", "u3", "u4", "u5")
+RANDOM_FOLDS: tuple[str, ...] = tuple(f"random{k}" for k in range(1, 6))
 SPLITS: tuple[str, ...] = (*CANONICAL_FOLDS, "random")
 
 
@@ -58,6 +64,31 @@ def canonical_fold(
     return ratings[~in_test], ratings[in_test]
 
 
+def random_fold(
+    ratings: pd.DataFrame, fold: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training and test ratings of random fold ``random{fold}``.
+
+    One seeded permutation of the rows, the same for every fold of a seed,
+    is cut into five parts as even as can be; fold ``k`` tests on part
+    ``k``, so every rating is in exactly one test fold. Both parts keep the
+    table's order.
+    """
+    if fold not in range(1, len(RANDOM_FOLDS) + 1):
+        raise ValueError(
+            f"fold={fold!r} is not a random fold; use 1 to {len(RANDOM_FOLDS)}"
+        )
+    order = np.random.default_rng(seed).permutation(len(ratings))
+    in_test = np.zeros(len(ratings), dtype=bool)
+    in_test[np.array_split(order, len(RANDOM_FOLDS))[fold - 1]] = True
+    return ratings[~in_test], ratings[in_test]
+
+
+def cross_validation_folds(dataset: str) -> tuple[str, ...]:
+    """The five folds a release is cross-validated on: u1..u5 for ml-100k, else random."""
+    return CANONICAL_FOLDS if dataset == "ml-100k" else RANDOM_FOLDS
+
+
 def holdout(
     ratings: pd.DataFrame, fraction: float, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -85,10 +116,11 @@ def make_split(
     ----------
     ratings : DataFrame
         The ratings table in ``u.data`` order.
-    split : {"u1", "u2", "u3", "u4", "u5", "random"}
-        A canonical fold, or the random split.
+    split : {"u1", ..., "u5", "random1", ..., "random5", "random"}
+        A canonical fold, a random fold, or the random split.
     seed : int
-        Seeds the random test part (``"random"``) and the validation carve-out.
+        Seeds the random test part (``"random"``), the random folds'
+        permutation and the validation carve-out.
     valid_fraction : float
         Share of all ratings that the validation set takes. For a canonical
         fold it is carved from the fold's training part, so ``0.1`` leaves
@@ -98,10 +130,13 @@ def make_split(
     """
     if split in CANONICAL_FOLDS:
         train, test = canonical_fold(ratings, CANONICAL_FOLDS.index(split) + 1)
+    elif split in RANDOM_FOLDS:
+        train, test = random_fold(ratings, RANDOM_FOLDS.index(split) + 1, seed)
     elif split == "random":
         train, test = holdout(ratings, test_fraction, seed)
     else:
-        raise ValueError(f"split={split!r} is unknown; use one of {', '.join(SPLITS)}")
+        known = ", ".join((*SPLITS, *RANDOM_FOLDS))
+        raise ValueError(f"split={split!r} is unknown; use one of {known}")
     # A distinct stream for the carve-out, so it does not mirror the test draw.
     train, valid = holdout(train, valid_fraction * len(ratings) / len(train), seed + 1)
     return Split(split, train, valid, test)

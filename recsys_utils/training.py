@@ -32,7 +32,7 @@ from recsys_utils.devices import (
     resolve_precision,
     to_device,
 )
-from recsys_utils.metrics import rating_report, rating_to_class
+from recsys_utils.metrics import FIVE_STARS, RatingScale, rating_report, rating_to_class
 from recsys_utils.models import build_model
 from recsys_utils.optim import RatingOptimizer
 
@@ -152,21 +152,25 @@ def _loss_fn(task: str, class_weight: torch.Tensor | None = None) -> nn.Module:
     return nn.CrossEntropyLoss(weight=class_weight)
 
 
-def balanced_class_weights(rating: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy weights n / (5 n_r): each rating weighs the same in total.
+def balanced_class_weights(
+    rating: torch.Tensor, scale: RatingScale = FIVE_STARS
+) -> torch.Tensor:
+    """Cross-entropy weights n / (K n_r) over the K levels: each weighs the same in total.
 
     A rating absent from ``rating`` gets weight 0 rather than infinity.
     """
-    counts = torch.bincount(rating_to_class(rating.long()), minlength=5).to(
-        torch.float32
-    )
-    weights = len(rating) / (5 * counts)
+    counts = torch.bincount(
+        rating_to_class(rating, scale), minlength=scale.n_levels
+    ).to(torch.float32)
+    weights = len(rating) / (scale.n_levels * counts)
     return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 
-def _target(batch_rating: torch.Tensor, task: str) -> torch.Tensor:
+def _target(
+    batch_rating: torch.Tensor, task: str, scale: RatingScale = FIVE_STARS
+) -> torch.Tensor:
     return (
-        batch_rating if task == "regression" else rating_to_class(batch_rating.long())
+        batch_rating if task == "regression" else rating_to_class(batch_rating, scale)
     )
 
 
@@ -204,8 +208,9 @@ def predict(
 ) -> np.ndarray:
     """Model predictions for every rating of ``data``.
 
-    Returns predicted ratings clipped to [1, 5], shape (n,), for regression,
-    and class probabilities over ratings 1..5, shape (n, 5), for classification.
+    Returns predicted ratings clipped to the model's rating scale (1..5 for
+    whole stars), shape (n,), for regression, and class probabilities over
+    its rating levels, shape (n, n_levels), for classification.
     ``mixed_precision`` is :attr:`TrainConfig.mixed_precision`'s setting; the
     default, full precision, predicts the same on every call and device type.
     """
@@ -213,7 +218,8 @@ def predict(
     out = _outputs(model, data, precision=precision)
     if model.config.task == "classification":
         return torch.softmax(out, dim=1).cpu().numpy()
-    return out.clamp(1.0, 5.0).cpu().numpy()
+    scale = model.config.scale
+    return out.clamp(float(scale.minimum), float(scale.maximum)).cpu().numpy()
 
 
 def _validate(
@@ -222,14 +228,15 @@ def _validate(
     loss_fn: nn.Module,
     precision: Precision | None = None,
 ) -> dict[str, float]:
-    task = model.config.task
+    task, scale = model.config.task, model.config.scale
     out = _outputs(model, data, precision=precision)
     rating_true = to_device(data.rating, out.device)
-    loss = loss_fn(out, _target(rating_true, task)).item()
+    loss = loss_fn(out, _target(rating_true, task, scale)).item()
     if task == "classification":
-        rating = torch.softmax(out, dim=1) @ torch.arange(1.0, 6.0, device=out.device)
+        levels = torch.as_tensor(scale.array, dtype=out.dtype, device=out.device)
+        rating = torch.softmax(out, dim=1) @ levels
     else:
-        rating = out.clamp(1.0, 5.0)
+        rating = out.clamp(float(scale.minimum), float(scale.maximum))
     error = rating - rating_true
     return {
         "val_loss": loss,
@@ -454,11 +461,11 @@ def fit(
     device = train.user.device
     precision = resolve_precision(config.mixed_precision, device.type)
     scaler = precision.grad_scaler()
-    task = model.config.task
+    task, scale = model.config.task, model.config.scale
     monitor = "val_rmse" if task == "regression" else "val_loss"
     class_weight = None
     if config.class_weighting and task == "classification":
-        class_weight = balanced_class_weights(train.rating)
+        class_weight = balanced_class_weights(train.rating, scale)
     loss_fn = _loss_fn(task, class_weight)
     sparse = config.sparse_embeddings
     if distributed_data_parallel and device.type == "cuda":
@@ -510,7 +517,7 @@ def fit(
             # Shuffle this process's shard once, so that each batch is a
             # contiguous slice rather than three gathers of scattered rows.
             user, item = train.user[order], train.item[order]
-            target = _target(train.rating[order], task)
+            target = _target(train.rating[order], task, scale)
             total = 0.0
             for start, end in zip(starts, ends, strict=True):
                 with precision.autocast():
@@ -691,6 +698,8 @@ def calibrate(
     """
     model.output.calibration.copy_(torch.tensor([0.0, 1.0]))
     precision = resolve_precision(mixed_precision, model_device(model).type)
+    rating_scale = model.config.scale
+    low, high = rating_scale.minimum, rating_scale.maximum
     score = _outputs(model, valid, precision=precision).cpu().numpy()
     score = score.astype(np.float64)
     truth = valid.rating.cpu().numpy().astype(np.float64)
@@ -699,7 +708,11 @@ def calibrate(
         warnings.simplefilter("ignore")  # undefined F1 is ranked below any number
         for scale in scales:
             shift = float(np.mean(truth - scale * score))
-            report = rating_report(truth, y_pred=np.clip(shift + scale * score, 1, 5))
+            report = rating_report(
+                truth,
+                y_pred=np.clip(shift + scale * score, low, high),
+                scale=rating_scale,
+            )
             rows.append((scale, shift, report.rmse, report.mae, report.f1))
     candidates = pd.DataFrame(
         rows, columns=["scale", "shift", "val RMSE", "val MAE", "val F1"]

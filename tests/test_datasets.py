@@ -35,7 +35,7 @@ from recsys_utils.datasets import (
     load_dataset,
     read_release_folder,
 )
-from recsys_utils.features import build_features
+from recsys_utils.features import build_features, describe_features
 from recsys_utils.models import neumf_builder
 from recsys_utils.params import ParameterError, RunParameters, check_dataset
 from recsys_utils.training import seeded
@@ -292,6 +292,11 @@ def test_features_without_demographics_have_no_user_columns(tmp_path: Path) -> N
     assert set(model.feature_nets) == {"item"}  # movies' features only
     out = model.eval()(torch.tensor([0, 1, 2]), torch.tensor([0, 4, 2]))
     assert out.shape == (3,) and torch.isfinite(out).all()
+    assert describe_features(features, "ml-20m") == (
+        "ml-20m records nothing about its users, so the model reads only the movie's "
+        f"genres and release year ({len(GENRES_LATER) + 2} columns) and knows a user "
+        "through the user's embeddings alone."
+    )
 
 
 def test_features_of_ml1m_use_its_own_occupations(tmp_path: Path, recwarn) -> None:
@@ -308,6 +313,11 @@ def test_features_of_ml1m_use_its_own_occupations(tmp_path: Path, recwarn) -> No
     )
     column = features.user_names.index("occupation=self-employed")
     assert features.user[:, column].tolist() == [0.0, 1.0, 0.0]
+    n_user, n_item = len(features.user_names), len(features.item_names)
+    assert describe_features(features, "ml-1m") == (
+        "On ml-1m the model reads the user's age, gender and occupation and the "
+        f"movie's genres and release year ({n_user} user and {n_item} movie columns)."
+    )
 
 
 # --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from recsys_utils.fallback import Fallback
+from recsys_utils.metrics import RatingScale
 
 # User 1 rated movies 10 and 11; user 2 rated movie 10; movie 12 and user 3 are unseen.
 TRAIN = pd.DataFrame(
@@ -64,3 +65,15 @@ def test_real_fold_counts_the_movies_missing_from_training(movielens) -> None:
     _, count = fallback.apply(split.test, np.full(len(split.test), 3.0))
     assert count.unseen_users == 0  # every u1 test user also rates in training
     assert count.unseen_items == count.replaced == expected > 0
+
+
+def test_half_stars_get_a_distribution_over_ten_levels() -> None:
+    half_stars = RatingScale(tuple(np.arange(1, 11) / 2))
+    train = TRAIN.assign(rating=[4.5, 5.0, 0.5, 3.0])
+    fallback = Fallback.from_ratings(train, damping=2.0, scale=half_stars)
+    assert fallback.global_distribution.shape == (10,)
+    assert fallback.global_mean == pytest.approx((4.5 + 5.0 + 0.5 + 3.0) / 4)
+    output, _ = fallback.apply(ASKED, np.full((4, 10), 0.1))
+    np.testing.assert_allclose(output.sum(axis=1), 1.0)
+    # Movie 11 was rated 5.0 once: its damped distribution leans to the top level.
+    assert output[2].argmax() == 9

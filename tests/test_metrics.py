@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from recsys_utils.metrics import (
+    FIVE_STARS,
+    RatingScale,
     UndefinedRatingMetricWarning,
     argmax_rating,
     class_to_rating,
@@ -238,3 +240,54 @@ def test_ratings_and_classes_map_both_ways() -> None:
     assert class_to_rating(rating_to_class(ratings)).tolist() == [1, 3, 5]
     proba = np.array([[0.1, 0.6, 0.1, 0.1, 0.1], [0.0, 0.0, 0.0, 0.2, 0.8]])
     assert argmax_rating(proba).tolist() == [2, 5]
+
+
+# --------------------------------------------------------------------------
+# Rating scales other than the whole stars 1..5
+
+HALF_STARS = RatingScale(tuple(np.arange(1, 11) / 2))
+
+
+def test_scale_is_read_from_the_ratings() -> None:
+    assert RatingScale.from_ratings([1, 5, 3, 4, 2]) == FIVE_STARS
+    assert RatingScale.from_ratings([1, 5, 3, 4, 2]).levels == (1, 2, 3, 4, 5)
+    assert RatingScale.from_ratings([0.5, 3.5, 5.0]) == HALF_STARS
+    # A sample may lack the extremes; the scale is still the release's.
+    assert RatingScale.from_ratings([1.0, 2.5, 4.0]) == HALF_STARS
+    assert RatingScale.from_ratings([2, 3, 4]) == FIVE_STARS
+
+
+def test_scale_refuses_uneven_levels() -> None:
+    with pytest.raises(ValueError, match=r"\(1, 2, 4\) are not evenly spaced"):
+        RatingScale((1, 2, 4))
+
+
+def test_half_star_classes_round_trip() -> None:
+    ratings = np.array([0.5, 1.0, 3.5, 5.0])
+    classes = rating_to_class(ratings, HALF_STARS)
+    assert classes.tolist() == [0, 1, 6, 9]
+    assert class_to_rating(classes, HALF_STARS).tolist() == ratings.tolist()
+
+
+def test_half_star_rounding_goes_to_the_nearest_half_and_clips() -> None:
+    y_pred = np.array([0.1, 0.74, 0.75, 3.3, 6.0])
+    assert rating_classes(y_pred, HALF_STARS).tolist() == [0.5, 0.5, 1.0, 3.5, 5.0]
+
+
+@no_undefined_metrics
+def test_half_star_report_has_one_entry_per_level() -> None:
+    y_true = np.array(HALF_STARS.levels * 2)
+    proba = np.eye(10)[rating_to_class(y_true, HALF_STARS)]
+    report = rating_report(y_true, proba=proba, scale=HALF_STARS)
+    assert report.accuracy == 1.0 and report.mae == 0.0
+    assert list(report.auc) == list(HALF_STARS.levels)
+    assert list(report.to_dict()["f1_per_rating"]) == [
+        "0.5", "1", "1.5", "2", "2.5", "3", "3.5", "4", "4.5", "5",
+    ]  # fmt: skip
+    regression = rating_report(y_true, y_pred=y_true + 0.2, scale=HALF_STARS)
+    assert regression.f1 == 1.0
+
+
+def test_half_star_proba_of_five_columns_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"expected \(2, 10\)"):
+        rating_report([1.0, 2.5], proba=np.full((2, 5), 0.2), scale=HALF_STARS)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from recsys_utils.metrics import FIVE_STARS, RatingScale
 from recsys_utils.models import (
     Dropout,
     GaussianNoise,
@@ -539,3 +540,43 @@ def test_matrix_factorization_checkpoint_round_trip(planted, tmp_path: Path) -> 
 def test_matrix_factorization_refuses_features() -> None:
     with pytest.raises(ParameterError, match="no content features"):
         MatrixFactorizationConfig(N_USERS, N_ITEMS, n_user_features=3)
+
+
+# --------------------------------------------------------------------------
+# Half-star releases
+
+
+HALF_STARS = RatingScale(tuple(np.arange(1, 11) / 2))
+
+
+@pytest.mark.parametrize("classifier", ["softmax", "cumulative"])
+def test_half_star_classifier_has_one_output_per_level(planted, classifier) -> None:
+    train, valid = planted
+    half = RatingTensors(train.user, train.item, train.rating - 0.5)
+    model = tiny_model(
+        "classification", classifier=classifier, rating_levels=HALF_STARS.levels
+    )
+    assert model(half.user[:7], half.item[:7]).shape == (7, 10)
+    result = quiet_fit(model, half, half, n_epochs=1, batch_size=256)
+    assert predict(result.model, valid).shape == (len(valid), 10)
+
+
+def test_half_star_regressor_clips_to_its_scale() -> None:
+    model = tiny_model(rating_offset=-40.0, rating_levels=HALF_STARS.levels)
+    data = tensors(np.arange(5), np.arange(5), np.full(5, 3.0))
+    assert (predict(model, data) == 0.5).all()
+
+
+def test_half_star_checkpoint_rebuilds_its_scale(tmp_path: Path) -> None:
+    model = tiny_model("classification", rating_levels=HALF_STARS.levels)
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, meta={}))
+    assert loaded.config.scale == HALF_STARS
+    assert loaded.output.linear.out_features == 10
+
+
+def test_config_saved_without_rating_levels_loads_as_five_stars() -> None:
+    config = tiny_model("classification").config.to_dict()
+    del config["rating_levels"]  # as checkpoints written before the field existed
+    rebuilt = build_model("NeuMF", config)
+    assert rebuilt.config.scale == FIVE_STARS
+    assert rebuilt.output.linear.out_features == 5

@@ -7,9 +7,11 @@ import pytest
 
 from recsys_utils.splits import (
     CANONICAL_FOLDS,
+    RANDOM_FOLDS,
     SPLITS,
     Split,
     cold_start_split,
+    cross_validation_folds,
     holdout,
     make_split,
 )
@@ -126,3 +128,37 @@ def test_cold_start_split_refuses_bad_requests(movielens) -> None:
         cold_start_split(movielens.ratings, kind="items", fraction=0.1, seed=0)
     with pytest.raises(ValueError, match="holds out none"):
         cold_start_split(movielens.ratings, kind="users", fraction=0.0001, seed=0)
+
+
+# --------------------------------------------------------------------------
+# Random folds, the cross-validation of the releases other than 100k
+
+
+def test_random_folds_test_every_rating_exactly_once(movielens) -> None:
+    ratings = movielens.ratings.iloc[:1003]
+    tests = [make_split(ratings, fold, seed=3).test for fold in RANDOM_FOLDS]
+    held = pd.concat(tests).index
+    assert held.is_unique and held.sort_values().equals(ratings.index)
+    assert sorted(len(t) for t in tests) == [200, 200, 201, 201, 201]
+
+
+def test_random_fold_carves_validation_from_training(movielens) -> None:
+    ratings = movielens.ratings.iloc[:1000]
+    split = make_split(ratings, "random2", seed=3, valid_fraction=0.1)
+    assert split.name == "random2"
+    assert split.sizes() == {"train": 700, "valid": 100, "test": 200}
+    parts = [split.train.index, split.valid.index, split.test.index]
+    assert sum(len(p) for p in parts) == len(parts[0].union(parts[1]).union(parts[2]))
+
+
+def test_random_folds_depend_on_the_seed(movielens) -> None:
+    ratings = movielens.ratings.iloc[:1000]
+    first = make_split(ratings, "random1", seed=3).test.index
+    assert first.equals(make_split(ratings, "random1", seed=3).test.index)
+    assert not first.equals(make_split(ratings, "random1", seed=4).test.index)
+
+
+def test_cross_validation_folds_are_canonical_only_for_100k() -> None:
+    assert cross_validation_folds("ml-100k") == CANONICAL_FOLDS
+    assert cross_validation_folds("ml-latest-small") == RANDOM_FOLDS
+    assert RANDOM_FOLDS == ("random1", "random2", "random3", "random4", "random5")
