@@ -161,7 +161,7 @@ def _show(table: pd.DataFrame) -> str:
 
 def _recommend(args: argparse.Namespace) -> int:
     # Imported here so that fetch-data does not pay for importing torch.
-    from recsys_utils.recommend import load_recommender
+    from recsys_utils.recommend import load_recommender, model_label
     from recsys_utils.training import CheckpointError
 
     try:
@@ -169,7 +169,7 @@ def _recommend(args: argparse.Namespace) -> int:
             raise ValueError(f"-k {args.k} must be >= 1")
         recommender = load_recommender(args.checkpoint, data_dir=args.data_dir)
         data = recommender.data
-        model = type(recommender.model).__name__
+        model = model_label(recommender.model)
         if args.user is not None:
             table = recommender.recommend(args.user, args.k)
             heading = f"Top {len(table)} unseen movies for user {args.user} ({model})"

@@ -90,6 +90,19 @@ class Recommendations:
 # What a model knows about movies and users
 
 
+def model_label(model: nn.Module) -> str:
+    """How to name ``model`` to a reader: its class, and whether it reads features.
+
+    NeuMF with content features is the book's hybrid model ("hybrid NeuMF");
+    an autoencoder that reads them says so too.
+    """
+    name = type(model).__name__
+    config = model.config
+    if not (config.n_user_features or config.n_item_features):
+        return name
+    return f"hybrid {name}" if isinstance(model, NeuMF) else f"{name} with features"
+
+
 def item_vectors(model: nn.Module) -> np.ndarray:
     """The model's learned representation of every movie, shape (n_items, d).
 

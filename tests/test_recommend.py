@@ -38,6 +38,7 @@ from recsys_utils.recommend import (
     add_user,
     item_vectors,
     load_recommender,
+    model_label,
     popular_movies,
     recommend,
     recommend_newcomer,
@@ -510,6 +511,17 @@ def test_recommender_from_a_checkpoint(checkpoint, neumf, movielens, tiny) -> No
         load_recommender(checkpoint, tiny)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_recommender(checkpoint.with_name("absent.pt"), movielens)
+
+
+def test_model_label_names_the_hybrid_models(neumf, hybrid) -> None:
+    assert model_label(neumf) == "NeuMF"
+    assert model_label(hybrid) == "hybrid NeuMF"
+    features = torch.zeros(3, 2), torch.zeros(6, 1)
+    with_features = AutoencoderRecommender(
+        AutoencoderConfig(3, 6, n_user_features=2, n_item_features=1), *features
+    )
+    assert model_label(with_features) == "AutoencoderRecommender with features"
+    assert model_label(hand_mf()) == "MatrixFactorization"
 
 
 def run_cli(*arguments: str) -> subprocess.CompletedProcess:
