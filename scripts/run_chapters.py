@@ -9,7 +9,9 @@ Up to ``--jobs`` chapters run at once, each in its own kernel with one torch
 thread; a chapter waits for the chapters its notebook metadata lists under
 ``recsys.needs`` (the ones whose results it reads), so the order of the book
 holds wherever it matters. Among the chapters ready at the same time, the one
-that took longest in the last recorded run starts first. Published parameters are the defaults in each notebook's ``parameters`` cell,
+heading the longest chain of work starts first: its own time in the last
+recorded run plus the longest chain of the chapters that wait for it, so a
+chapter that others need goes before an equally long one that nobody needs. Published parameters are the defaults in each notebook's ``parameters`` cell,
 so nothing is injected; ``small`` injects ``params/small/<stem>.yaml``.
 Each executed notebook is written under a temporary name and renamed only
 when the whole chapter succeeded, so the book never picks up a half-run one;
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -176,6 +179,28 @@ def previous_seconds(kind: str) -> dict[str, float]:
     }
 
 
+def chain_seconds(
+    expected: dict[str, float], needs_of: dict[str, set[str]]
+) -> dict[str, float]:
+    """Seconds from each chapter's start to the end of the longest chain it heads.
+
+    A chapter's own expected time plus the largest chain among the chapters
+    that need it; a chapter never timed counts as infinitely long, so it runs
+    as early as it can and is timed once.
+    """
+    chains: dict[str, float] = {}
+
+    def chain(stem: str) -> float:
+        if stem not in chains:
+            after = [chain(other) for other, need in needs_of.items() if stem in need]
+            chains[stem] = expected.get(stem, math.inf) + max(after, default=0.0)
+        return chains[stem]
+
+    for stem in needs_of:
+        chain(stem)
+    return chains
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("chapters", nargs="*", help="chapter stems (default: all)")
@@ -220,9 +245,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # A needed chapter that is not being run now must have run before.
     waiting = {src.stem: (src, needs(src) & set(params)) for src in sources}
-    # Longest first among the chapters ready at once, by the last run's times (a
-    # chapter never timed goes first): the lanes then finish close together.
-    expected = previous_seconds(args.params)
+    # Among the chapters ready at once, the head of the longest chain of work
+    # by the last run's times goes first, so no lane waits at the end for a
+    # long chapter that started late.
+    chains = chain_seconds(
+        previous_seconds(args.params),
+        {stem: need for stem, (_, need) in waiting.items()},
+    )
     done: set[str] = set()
     failed = False
     build_start = time.time()
@@ -231,9 +260,12 @@ def main(argv: list[str] | None = None) -> int:
         while waiting or running:
             ready = sorted(
                 (stem for stem, (_, need) in waiting.items() if need <= done),
-                key=lambda stem: (-expected.get(stem, float("inf")), stem),
+                key=lambda stem: (-chains[stem], stem),
             )
-            for stem in [] if failed else ready:
+            # Only as many as there are free lanes: a chapter queued early would
+            # hold its place ahead of a longer chain that becomes ready later.
+            free = args.jobs - len(running)
+            for stem in [] if failed else ready[:free]:
                 src, _ = waiting.pop(stem)
                 future = pool.submit(run_chapter, src, args.out, params[stem], False)
                 running[future] = stem

@@ -87,9 +87,7 @@ def test_a_failed_chapter_stops_those_that_need_it(
     assert (tmp_path / "failed" / "01_broken.ipynb").is_file()
 
 
-def test_the_longest_chapter_of_the_last_run_starts_first(
-    runner, tmp_path: Path
-) -> None:
+def test_the_longest_chain_of_the_last_run_starts_first(runner, tmp_path: Path) -> None:
     module, notebooks = runner
     for stem in ("01_a", "02_b", "03_c"):
         write_chapter(notebooks, stem, "pass")
@@ -119,3 +117,51 @@ def test_the_longest_chapter_of_the_last_run_starts_first(
         stem for stem, _, _ in sorted(map(json.loads, log.open()), key=lambda r: r[1])
     ]
     assert order == ["03_c", "02_b", "01_a"]
+
+
+def test_a_chapter_others_need_goes_before_a_longer_one_nobody_needs(
+    runner, tmp_path: Path
+) -> None:
+    module, notebooks = runner
+    write_chapter(notebooks, "01_model", "pass")
+    write_chapter(notebooks, "02_appendix", "pass")
+    write_chapter(notebooks, "03_summary", "pass", needs=["01_model"])
+    results = tmp_path / "output" / "results"
+    results.mkdir(parents=True)
+    last_run = {"01_model": 10.0, "02_appendix": 15.0, "03_summary": 20.0}
+    (results / "run_times.json").write_text(
+        json.dumps(
+            {s: {"seconds": t, "params": "published"} for s, t in last_run.items()}
+        )
+    )
+    assert module.main(["--out", str(tmp_path / "out"), "--jobs", "1"]) == 0
+    log = tmp_path / "output" / "log.jsonl"
+    order = [
+        stem for stem, _, _ in sorted(map(json.loads, log.open()), key=lambda r: r[1])
+    ]
+    # 01 heads a chain of 30 s, 02 one of 15 s: longest chapter first would
+    # have left 03 to run alone at the end.
+    assert order == ["01_model", "03_summary", "02_appendix"]
+
+
+def test_chain_seconds_follows_the_longest_path_to_the_end(runner) -> None:
+    module, _ = runner
+    needs_of = {
+        "model_a": set(),
+        "model_b": {"model_a"},
+        "speed": set(),
+        "benchmarks": {"model_a", "model_b"},
+        "times": {"model_a", "model_b", "benchmarks", "speed"},
+    }
+    expected = {"model_a": 100, "model_b": 200, "speed": 150, "benchmarks": 300}
+    chains = module.chain_seconds(expected, needs_of)
+    assert chains["times"] == float("inf")  # never timed
+    expected["times"] = 5
+    chains = module.chain_seconds(expected, needs_of)
+    assert chains == {
+        "times": 5,
+        "benchmarks": 305,
+        "speed": 155,
+        "model_b": 505,
+        "model_a": 605,
+    }
