@@ -428,19 +428,32 @@ class NeuMF(RatingModel):
         for table in (self.user_gmf, self.item_gmf, self.user_mlp, self.item_mlp):
             nn.init.normal_(table.weight, std=0.05)
 
+    def _rows(
+        self, gmf: nn.Embedding, mlp: nn.Embedding, index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One side's GMF and MLP rows for ``index``, each with its embedding noise.
+
+        The two tables are read side by side, as one table of both widths:
+        one lookup, one noise draw and one gradient scatter instead of two of
+        each, which is a tenth of a NeuMF epoch on the CPU. Sparse tables
+        (lazy Adam) are read one by one, so their gradients stay row-sparse.
+        """
+        if gmf.sparse:
+            return self.noise(gmf(index)), self.noise(mlp(index))
+        both = torch.cat([gmf.weight, mlp.weight], dim=1)  # (n, F + M)
+        rows = self.noise(nn.functional.embedding(index, both))
+        return rows.split([gmf.embedding_dim, mlp.embedding_dim], dim=1)
+
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """Predict for index tensors of shape (batch,).
 
         Returns shape (batch,) for regression, (batch, n_levels) logits for
         classification (log-probabilities for the cumulative classifier).
         """
-        gmf = self.noise(self.user_gmf(user)) * self.noise(
-            self.item_gmf(item)
-        )  # (B, F)
-        mlp_in = torch.cat(
-            [self.noise(self.user_mlp(user)), self.noise(self.item_mlp(item))], dim=1
-        )
-        mlp = self.mlp(mlp_in)  # (B, mlp_layers[-1])
+        user_gmf, user_mlp = self._rows(self.user_gmf, self.user_mlp, user)
+        item_gmf, item_mlp = self._rows(self.item_gmf, self.item_mlp, item)
+        gmf = user_gmf * item_gmf  # (B, F)
+        mlp = self.mlp(torch.cat([user_mlp, item_mlp], dim=1))  # (B, mlp_layers[-1])
         parts = [gmf, mlp]
         if "user" in self.feature_nets:
             parts.append(self.feature_nets["user"](self.user_features[user]))
