@@ -350,6 +350,11 @@ class NeuMFConfig(ModelConfig):
         check_shared(self)
 
 
+#: Rows of a NeuMF side (users or movies) up to which its GMF and MLP tables
+#: are read as one table (:meth:`NeuMF._rows`): 100k, 1M and latest-small.
+JOINED_ROWS = 10_000
+
+
 class NeuMF(RatingModel):
     r"""Neural matrix factorisation :cite:`he2017`, for explicit ratings.
 
@@ -433,12 +438,15 @@ class NeuMF(RatingModel):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One side's GMF and MLP rows for ``index``, each with its embedding noise.
 
-        The two tables are read side by side, as one table of both widths:
-        one lookup, one noise draw and one gradient scatter instead of two of
-        each, which is a tenth of a NeuMF epoch on the CPU. Sparse tables
-        (lazy Adam) are read one by one, so their gradients stay row-sparse.
+        Small tables are read side by side, as one table of both widths: one
+        lookup, one noise draw and one gradient scatter instead of two of
+        each, which is a tenth of a NeuMF epoch on 100k. Joining them copies
+        both tables at every step, so tables of more than
+        :data:`JOINED_ROWS` rows are read one by one (on MovieLens 25M the
+        copies made a dense epoch five times slower), and so are sparse
+        tables (lazy Adam), whose gradients must stay row-sparse.
         """
-        if gmf.sparse:
+        if gmf.sparse or gmf.num_embeddings > JOINED_ROWS:
             return self.noise(gmf(index)), self.noise(mlp(index))
         both = torch.cat([gmf.weight, mlp.weight], dim=1)  # (n, F + M)
         rows = self.noise(nn.functional.embedding(index, both))

@@ -153,6 +153,46 @@ def test_dropout_refuses_a_rate_outside_zero_one(p: float) -> None:
         Dropout(p)
 
 
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_joined_and_separate_table_reads_agree(task: str, monkeypatch) -> None:
+    """Reading GMF and MLP tables as one gives the outputs and gradients of two reads."""
+    from recsys_utils import models
+
+    user = torch.tensor([0, 1, 2, 1, 0, 2])
+    item = torch.tensor([3, 0, 1, 4, 4, 2])
+    rating = torch.tensor([5.0, 3.0, 4.0, 1.0, 2.0, 4.0])
+    results = []
+    for joined_rows in (models.JOINED_ROWS, 0):  # 0: every table read alone
+        monkeypatch.setattr(models, "JOINED_ROWS", joined_rows)
+        model = tiny_model(task, embedding_noise=0.0, dropout=0.0)
+        model.train()
+        out = model(user, item)
+        loss = (
+            torch.nn.functional.mse_loss(out, rating)
+            if task == "regression"
+            else torch.nn.functional.cross_entropy(out, rating.long() - 1)
+        )
+        loss.backward()
+        grads = [model.user_gmf.weight.grad, model.item_mlp.weight.grad]
+        results.append((out.detach(), grads))
+    (joined, joined_grads), (alone, alone_grads) = results
+    torch.testing.assert_close(joined, alone)
+    for a, b in zip(joined_grads, alone_grads, strict=True):
+        assert a.abs().sum() > 0  # the rows read got a gradient
+        torch.testing.assert_close(a, b)
+
+
+def test_joined_read_draws_noise_for_both_tables() -> None:
+    model = tiny_model(embedding_noise=0.5)
+    model.train()
+    user = torch.tensor([0, 1, 2])
+    gmf, mlp = model._rows(model.user_gmf, model.user_mlp, user)
+    assert gmf.shape == (3, model.config.n_factors)
+    assert mlp.shape == (3, model.config.mlp_layers[0] // 2)
+    assert not torch.allclose(gmf, model.user_gmf.weight[user])
+    assert not torch.allclose(mlp, model.user_mlp.weight[user])
+
+
 def test_config_accepts_a_list_for_mlp_layers() -> None:
     config = NeuMFConfig(N_USERS, N_ITEMS, mlp_layers=[16, 8])
     assert config.mlp_layers == (16, 8)
