@@ -11,7 +11,8 @@ thread; a chapter waits for the chapters its notebook metadata lists under
 holds wherever it matters. Among the chapters ready at the same time, the one
 heading the longest chain of work starts first: its own time in the last
 recorded run plus the longest chain of the chapters that wait for it, so a
-chapter that others need goes before an equally long one that nobody needs. Published parameters are the defaults in each notebook's ``parameters`` cell,
+chapter that others need goes before an equally long one that nobody needs.
+Published parameters are the defaults in each notebook's ``parameters`` cell,
 so nothing is injected; ``small`` injects ``params/small/<stem>.yaml``.
 Each executed notebook is written under a temporary name and renamed only
 when the whole chapter succeeded, so the book never picks up a half-run one;
@@ -192,8 +193,11 @@ def chain_seconds(
 
     def chain(stem: str) -> float:
         if stem not in chains:
+            # Its own time first: a chapter in a cycle of needs then ends the
+            # recursion (it never becomes ready, and main reports it as not run).
+            chains[stem] = expected.get(stem, math.inf)
             after = [chain(other) for other, need in needs_of.items() if stem in need]
-            chains[stem] = expected.get(stem, math.inf) + max(after, default=0.0)
+            chains[stem] += max(after, default=0.0)
         return chains[stem]
 
     for stem in needs_of:

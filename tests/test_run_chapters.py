@@ -165,3 +165,9 @@ def test_chain_seconds_follows_the_longest_path_to_the_end(runner) -> None:
         "model_b": 505,
         "model_a": 605,
     }
+
+
+def test_chain_seconds_ends_on_a_cycle_of_needs(runner) -> None:
+    module, _ = runner
+    chains = module.chain_seconds({"a": 1.0, "b": 2.0}, {"a": {"b"}, "b": {"a"}})
+    assert set(chains) == {"a", "b"} and all(v >= 1.0 for v in chains.values())
