@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from recsys_utils import noise
 from recsys_utils.features import Features
 from recsys_utils.metrics import FIVE_STARS, RatingScale
 from recsys_utils.params import (
@@ -26,7 +27,10 @@ N_RATING_CLASSES = FIVE_STARS.n_levels
 
 
 class GaussianNoise(nn.Module):
-    """Add N(0, std^2) noise in training mode; the identity at evaluation."""
+    """Add N(0, std^2) noise in training mode; the identity at evaluation.
+
+    The numbers come from the pool of :mod:`recsys_utils.noise`.
+    """
 
     def __init__(self, std: float) -> None:
         super().__init__()
@@ -34,19 +38,18 @@ class GaussianNoise(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.std > 0:
-            # Scaled in place: one temporary tensor fewer per call, same numbers.
-            return x + torch.randn_like(x).mul_(self.std)
+            return torch.add(x, noise.normal_like(x), alpha=self.std)
         return x
 
 
 class Dropout(nn.Module):
     """Inverted dropout: zero each unit with probability ``p`` while training.
 
-    The same rule as :class:`torch.nn.Dropout`, drawn differently: one
-    uniform number per unit, compared with ``p``, gives a mask already
-    scaled by :math:`1 / (1 - p)`. torch's Bernoulli sampler on the CPU
-    costs about twice as much per unit, and at the book's sizes dropout
-    masks were a fifth of a NeuMF epoch (``make benchmark``).
+    The same rule as :class:`torch.nn.Dropout`, drawn differently: the
+    mask, already scaled by :math:`1 / (1 - p)`, is a window of the pool of
+    :mod:`recsys_utils.noise`, so a step pays one multiplication for it.
+    Fresh masks from torch's Bernoulli sampler were a fifth of a NeuMF epoch
+    on the CPU (``make benchmark``).
     """
 
     def __init__(self, p: float) -> None:
@@ -58,11 +61,29 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        keep = (torch.rand_like(x) >= self.p).to(x.dtype)
-        return x * keep.mul_(1 / (1 - self.p))
+        return x * noise.keep_mask_like(x, self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def lookup(table: nn.Embedding | torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The rows ``table(index)`` of an embedding (or of a weight tensor).
+
+    Both ways give the same rows and gradients; this one is the fast one on
+    the CPU. The backward pass of an embedding sorts the indices before it
+    adds the gradient rows up, about 50 us a call even for a table of width
+    1, while ``index_select`` adds them in place; and that addition takes
+    ten times longer with the book's 32-bit indices than with 64-bit ones,
+    so the indices are widened first (a copy of one batch). Four lookups a
+    NeuMF step made these a fifth of an epoch on 100k. A sparse table (lazy
+    Adam) keeps the embedding, whose gradient is row-sparse.
+    """
+    if isinstance(table, nn.Embedding):
+        if table.sparse:
+            return table(index)
+        table = table.weight
+    return table.index_select(0, index.long())
 
 
 def mlp_block(
@@ -202,8 +223,8 @@ class RatingOutput(nn.Module):
         if self.use_bias:
             score = (
                 score
-                + self.user_bias(user).squeeze(1)
-                + self.item_bias(item).squeeze(1)
+                + lookup(self.user_bias, user).squeeze(1)
+                + lookup(self.item_bias, item).squeeze(1)
             )
         if self.task == "regression":
             return self.calibration[0] + self.calibration[1] * score
@@ -350,11 +371,6 @@ class NeuMFConfig(ModelConfig):
         check_shared(self)
 
 
-#: Rows of a NeuMF side (users or movies) up to which its GMF and MLP tables
-#: are read as one table (:meth:`NeuMF._rows`): 100k, 1M and latest-small.
-JOINED_ROWS = 10_000
-
-
 class NeuMF(RatingModel):
     r"""Neural matrix factorisation :cite:`he2017`, for explicit ratings.
 
@@ -374,6 +390,13 @@ class NeuMF(RatingModel):
     :math:`x_u` and movie features :math:`y_i`, each read by a small branch
     of its own, whose outputs join the fusion layer's input,
     :math:`h([\phi^{GMF}; \phi^{MLP}; g(x_u); g'(y_i)])`.
+
+    Each side keeps its two embeddings in one table, ``user_embedding``
+    :math:`[p_u; p'_u]` and ``item_embedding`` :math:`[q_i; q'_i]`, the GMF
+    columns first: one lookup, one noise draw and one gradient a side
+    and step instead of two of each. The columns are independent
+    parameters all the same; only their storage is shared. Checkpoints of
+    the four separate tables (``user_gmf``, ``user_mlp``, ...) still load.
     """
 
     def __init__(
@@ -386,10 +409,9 @@ class NeuMF(RatingModel):
         self.config = config
         c = config
         mlp_dim = c.mlp_layers[0] // 2
-        self.user_gmf = nn.Embedding(c.n_users, c.n_factors)
-        self.item_gmf = nn.Embedding(c.n_items, c.n_factors)
-        self.user_mlp = nn.Embedding(c.n_users, mlp_dim)
-        self.item_mlp = nn.Embedding(c.n_items, mlp_dim)
+        self.widths = (c.n_factors, mlp_dim)  # GMF and MLP columns of a table
+        self.user_embedding = nn.Embedding(c.n_users, c.n_factors + mlp_dim)
+        self.item_embedding = nn.Embedding(c.n_items, c.n_factors + mlp_dim)
         self.noise = GaussianNoise(c.embedding_noise)
 
         widths = (2 * mlp_dim, *c.mlp_layers[1:])
@@ -430,27 +452,24 @@ class NeuMF(RatingModel):
     def reset_parameters(self) -> None:
         # Small embeddings keep the first GMF products near zero, so early
         # training is dominated by the biases, as in biased matrix factorisation.
-        for table in (self.user_gmf, self.item_gmf, self.user_mlp, self.item_mlp):
+        for table in (self.user_embedding, self.item_embedding):
             nn.init.normal_(table.weight, std=0.05)
 
-    def _rows(
-        self, gmf: nn.Embedding, mlp: nn.Embedding, index: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One side's GMF and MLP rows for ``index``, each with its embedding noise.
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # A checkpoint from before the tables were joined: join them here.
+        for side in ("user", "item"):
+            gmf, mlp = f"{prefix}{side}_gmf.weight", f"{prefix}{side}_mlp.weight"
+            if gmf in state_dict and mlp in state_dict:
+                state_dict[f"{prefix}{side}_embedding.weight"] = torch.cat(
+                    [state_dict.pop(gmf), state_dict.pop(mlp)], dim=1
+                )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-        Small tables are read side by side, as one table of both widths: one
-        lookup, one noise draw and one gradient scatter instead of two of
-        each, which is a tenth of a NeuMF epoch on 100k. Joining them copies
-        both tables at every step, so tables of more than
-        :data:`JOINED_ROWS` rows are read one by one (on MovieLens 25M the
-        copies made a dense epoch five times slower), and so are sparse
-        tables (lazy Adam), whose gradients must stay row-sparse.
-        """
-        if gmf.sparse or gmf.num_embeddings > JOINED_ROWS:
-            return self.noise(gmf(index)), self.noise(mlp(index))
-        both = torch.cat([gmf.weight, mlp.weight], dim=1)  # (n, F + M)
-        rows = self.noise(nn.functional.embedding(index, both))
-        return rows.split([gmf.embedding_dim, mlp.embedding_dim], dim=1)
+    def _rows(
+        self, table: nn.Embedding, index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One side's GMF and MLP rows for ``index``, with their embedding noise."""
+        return self.noise(lookup(table, index)).split(self.widths, dim=1)
 
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """Predict for index tensors of shape (batch,).
@@ -458,8 +477,8 @@ class NeuMF(RatingModel):
         Returns shape (batch,) for regression, (batch, n_levels) logits for
         classification (log-probabilities for the cumulative classifier).
         """
-        user_gmf, user_mlp = self._rows(self.user_gmf, self.user_mlp, user)
-        item_gmf, item_mlp = self._rows(self.item_gmf, self.item_mlp, item)
+        user_gmf, user_mlp = self._rows(self.user_embedding, user)
+        item_gmf, item_mlp = self._rows(self.item_embedding, item)
         gmf = user_gmf * item_gmf  # (B, F)
         mlp = self.mlp(torch.cat([user_mlp, item_mlp], dim=1))  # (B, mlp_layers[-1])
         parts = [gmf, mlp]
@@ -620,8 +639,8 @@ class AutoencoderRecommender(RatingModel):
 
     def _input(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         parts = [
-            self.noise(self.user_embedding(user)),
-            self.noise(self.item_embedding(item)),
+            self.noise(lookup(self.user_embedding, user)),
+            self.noise(lookup(self.item_embedding, item)),
         ]
         if "user" in self.kinds:
             parts.append(self.user_features[user])
@@ -735,7 +754,8 @@ class MatrixFactorization(RatingModel):
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
         """Predict for index tensors of shape (batch,); shapes as :class:`NeuMF`."""
         product = self.dropout(
-            self.noise(self.user_factors(user)) * self.noise(self.item_factors(item))
+            self.noise(lookup(self.user_factors, user))
+            * self.noise(lookup(self.item_factors, item))
         )  # (B, F)
         return self.output(product.sum(dim=1, keepdim=True), user, item)
 

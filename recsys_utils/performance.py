@@ -136,8 +136,8 @@ _OP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("random numbers (noise, dropout, shuffling)",
      ("aten::normal_", "aten::uniform_", "aten::bernoulli_", "aten::randperm")),
     ("embedding lookups and their gradients",
-     ("aten::index_select", "aten::embedding_dense_backward", "aten::index",
-      "aten::embedding")),
+     ("aten::index_select", "aten::index_add_", "aten::scatter_add_",
+      "aten::embedding_dense_backward", "aten::index", "aten::embedding")),
     ("optimiser step", ("Optimizer.", "aten::_fused_adam")),
     ("batch normalisation", ("aten::native_batch_norm",)),
 )  # fmt: skip

@@ -116,18 +116,16 @@ def item_vectors(model: nn.Module) -> np.ndarray:
     well liked or what kind a movie is, not which movies it resembles in
     the eyes of the users.
     """
-    if isinstance(model, NeuMF):
-        parts = [model.item_gmf.weight, model.item_mlp.weight]
+    if isinstance(model, NeuMF | AutoencoderRecommender):
+        table = model.item_embedding
     elif isinstance(model, MatrixFactorization):
-        parts = [model.item_factors.weight]
-    elif isinstance(model, AutoencoderRecommender):
-        parts = [model.item_embedding.weight]
+        table = model.item_factors
     else:
         raise TypeError(
             f"{type(model).__name__} has no known item table; use NeuMF, "
             "MatrixFactorization or AutoencoderRecommender"
         )
-    return torch.cat([p.detach().cpu() for p in parts], dim=1).numpy()
+    return table.weight.detach().cpu().numpy().copy()  # a snapshot, not a view
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from recsys_utils import distributed
+from recsys_utils import distributed, noise
 from recsys_utils._io import atomic_path
 from recsys_utils.data import IdIndex
 from recsys_utils.devices import (
@@ -513,6 +513,8 @@ def fit(
                 break
             epoch_start = time.perf_counter()
             model.train()
+            # Fresh pooled noise each epoch, from the generator the resume state saves.
+            noise.redraw()
             order = _epoch_order(generator, n_train, n_shard, rank, device)
             # Shuffle this process's shard once, so that each batch is a
             # contiguous slice rather than three gathers of scattered rows.

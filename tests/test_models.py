@@ -153,51 +153,68 @@ def test_dropout_refuses_a_rate_outside_zero_one(p: float) -> None:
         Dropout(p)
 
 
-@pytest.mark.parametrize("task", ["regression", "classification"])
-def test_joined_and_separate_table_reads_agree(task: str, monkeypatch) -> None:
-    """Reading GMF and MLP tables as one gives the outputs and gradients of two reads."""
-    from recsys_utils import models
+@pytest.mark.parametrize("index_dtype", [torch.int64, torch.int32])
+def test_lookup_gives_the_rows_and_gradients_of_the_embedding(index_dtype) -> None:
+    from recsys_utils.models import lookup
 
-    user = torch.tensor([0, 1, 2, 1, 0, 2])
-    item = torch.tensor([3, 0, 1, 4, 4, 2])
-    rating = torch.tensor([5.0, 3.0, 4.0, 1.0, 2.0, 4.0])
-    results = []
-    for joined_rows in (models.JOINED_ROWS, 0):  # 0: every table read alone
-        monkeypatch.setattr(models, "JOINED_ROWS", joined_rows)
-        model = tiny_model(task, embedding_noise=0.0, dropout=0.0)
-        model.train()
-        out = model(user, item)
-        loss = (
-            torch.nn.functional.mse_loss(out, rating)
-            if task == "regression"
-            else torch.nn.functional.cross_entropy(out, rating.long() - 1)
-        )
-        loss.backward()
-        grads = [model.user_gmf.weight.grad, model.item_mlp.weight.grad]
-        results.append((out.detach(), grads))
-    (joined, joined_grads), (alone, alone_grads) = results
-    torch.testing.assert_close(joined, alone)
-    for a, b in zip(joined_grads, alone_grads, strict=True):
-        assert a.abs().sum() > 0  # the rows read got a gradient
-        torch.testing.assert_close(a, b)
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(7, 3)
+    index = torch.tensor([4, 0, 4, 6], dtype=index_dtype)
+    upstream = torch.randn(4, 3)
+    rows = lookup(table, index)
+    rows.backward(upstream)
+    fast = table.weight.grad.clone()
+    table.weight.grad = None
+    table(index.long()).backward(upstream)
+    torch.testing.assert_close(rows, table(index.long()))
+    torch.testing.assert_close(fast, table.weight.grad)
+    assert fast[4].abs().sum() > 0 and fast[1].abs().sum() == 0
 
 
-def test_joined_read_draws_noise_for_both_tables() -> None:
+def test_lookup_keeps_sparse_gradients_for_sparse_tables() -> None:
+    from recsys_utils.models import lookup
+
+    table = torch.nn.Embedding(7, 3, sparse=True)
+    lookup(table, torch.tensor([1, 2])).sum().backward()
+    assert table.weight.grad.is_sparse
+
+
+def test_rows_split_each_side_into_gmf_and_mlp_with_noise() -> None:
     model = tiny_model(embedding_noise=0.5)
     model.train()
     user = torch.tensor([0, 1, 2])
-    gmf, mlp = model._rows(model.user_gmf, model.user_mlp, user)
-    assert gmf.shape == (3, model.config.n_factors)
+    gmf, mlp = model._rows(model.user_embedding, user)
+    n_factors = model.config.n_factors
+    assert gmf.shape == (3, n_factors)
     assert mlp.shape == (3, model.config.mlp_layers[0] // 2)
-    assert not torch.allclose(gmf, model.user_gmf.weight[user])
-    assert not torch.allclose(mlp, model.user_mlp.weight[user])
+    clean = model.user_embedding.weight[user]
+    assert not torch.allclose(gmf, clean[:, :n_factors])
+    assert not torch.allclose(mlp, clean[:, n_factors:])
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_checkpoint_of_four_separate_tables_loads(task: str) -> None:
+    """Weights saved before each side's GMF and MLP tables were joined still load."""
+    model = tiny_model(task)
+    model.eval()
+    state = model.state_dict()
+    n_factors = model.config.n_factors
+    for side in ("user", "item"):
+        joined = state.pop(f"{side}_embedding.weight")
+        state[f"{side}_gmf.weight"] = joined[:, :n_factors]
+        state[f"{side}_mlp.weight"] = joined[:, n_factors:]
+    rebuilt = tiny_model(task)
+    rebuilt.load_state_dict(state)
+    rebuilt.eval()
+    user, item = torch.tensor([0, 1, 2]), torch.tensor([3, 0, 1])
+    torch.testing.assert_close(rebuilt(user, item), model(user, item))
 
 
 def test_config_accepts_a_list_for_mlp_layers() -> None:
     config = NeuMFConfig(N_USERS, N_ITEMS, mlp_layers=[16, 8])
     assert config.mlp_layers == (16, 8)
     assert NeuMFConfig.from_dict(config.to_dict()) == config
-    assert NeuMF(config).user_mlp.embedding_dim == 8
+    assert NeuMF(config).user_embedding.embedding_dim == config.n_factors + 8
 
 
 @pytest.mark.parametrize(

@@ -313,7 +313,7 @@ def test_similar_movies_puts_the_nearest_first_and_leaves_the_movie_out(
 def test_item_vectors_of_each_model(neumf) -> None:
     vectors = item_vectors(neumf)
     assert vectors.shape == (1682, 8 + 16 // 2)
-    np.testing.assert_array_equal(vectors[:, :8], neumf.item_gmf.weight.detach())
+    np.testing.assert_array_equal(vectors, neumf.item_embedding.weight.detach())
     config = AutoencoderConfig(3, 6, n_factors=5, encoder_layers=(8,), latent_size=2)
     autoencoder = AutoencoderRecommender(config)
     assert item_vectors(autoencoder).shape == (6, 5)
@@ -329,14 +329,12 @@ def test_add_user_grows_every_user_table_and_leaves_the_original(neumf) -> None:
     before = {name: value.clone() for name, value in neumf.state_dict().items()}
     grown = add_user(neumf)
     assert grown.config.n_users == neumf.config.n_users + 1 == 944
-    for name in ("user_gmf", "user_mlp"):
-        table = getattr(grown, name).weight
-        assert table.shape[0] == 944
-        original = getattr(neumf, name).weight
-        torch.testing.assert_close(table[:-1], original)
-        torch.testing.assert_close(table[-1], original.mean(dim=0))
+    table, original = grown.user_embedding.weight, neumf.user_embedding.weight
+    assert table.shape[0] == 944
+    torch.testing.assert_close(table[:-1], original)
+    torch.testing.assert_close(table[-1], original.mean(dim=0))
     assert grown.output.user_bias.weight.shape == (944, 1)
-    assert grown.item_gmf.weight.shape[0] == 1682  # movies untouched
+    assert grown.item_embedding.weight.shape[0] == 1682  # movies untouched
     assert neumf.config.n_users == 943
     for name, value in neumf.state_dict().items():
         torch.testing.assert_close(value, before[name], rtol=0, atol=0)
@@ -614,19 +612,18 @@ def test_average_rows_replace_only_the_given_users_and_movies(hybrid) -> None:
     changed = with_average_rows(hybrid, users=[0, 5], items=[7])
     others = np.ones(943, dtype=bool)
     others[[0, 5]] = False
-    for name in ("user_gmf", "user_mlp"):
-        table, original = getattr(changed, name).weight, getattr(hybrid, name).weight
-        torch.testing.assert_close(table[0], original[torch.as_tensor(others)].mean(0))
-        torch.testing.assert_close(table[5], table[0])
-        torch.testing.assert_close(table[1], original[1])
+    table, original = changed.user_embedding.weight, hybrid.user_embedding.weight
+    torch.testing.assert_close(table[0], original[torch.as_tensor(others)].mean(0))
+    torch.testing.assert_close(table[5], table[0])
+    torch.testing.assert_close(table[1], original[1])
     torch.testing.assert_close(
         changed.output.user_bias.weight[5], changed.output.user_bias.weight[0]
     )
     kept = np.ones(1682, dtype=bool)
     kept[7] = False
     torch.testing.assert_close(
-        changed.item_gmf.weight[7],
-        hybrid.item_gmf.weight[torch.as_tensor(kept)].mean(0),
+        changed.item_embedding.weight[7],
+        hybrid.item_embedding.weight[torch.as_tensor(kept)].mean(0),
     )
     # the hybrid model still tells two average users apart by their features
     pairs = (torch.tensor([0, 5]), torch.tensor([3, 3]))
