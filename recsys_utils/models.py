@@ -483,9 +483,9 @@ class NeuMF(RatingModel):
         mlp = self.mlp(torch.cat([user_mlp, item_mlp], dim=1))  # (B, mlp_layers[-1])
         parts = [gmf, mlp]
         if "user" in self.feature_nets:
-            parts.append(self.feature_nets["user"](self.user_features[user]))
+            parts.append(self.feature_nets["user"](lookup(self.user_features, user)))
         if "item" in self.feature_nets:
-            parts.append(self.feature_nets["item"](self.item_features[item]))
+            parts.append(self.feature_nets["item"](lookup(self.item_features, item)))
         hidden = self.fusion(torch.cat(parts, dim=1))  # (B, fusion_size)
         return self.output(hidden, user, item)
 
@@ -643,9 +643,9 @@ class AutoencoderRecommender(RatingModel):
             self.noise(lookup(self.item_embedding, item)),
         ]
         if "user" in self.kinds:
-            parts.append(self.user_features[user])
+            parts.append(lookup(self.user_features, user))
         if "item" in self.kinds:
-            parts.append(self.item_features[item])
+            parts.append(lookup(self.item_features, item))
         return torch.cat(parts, dim=1)  # (B, n_in)
 
     def encode(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
