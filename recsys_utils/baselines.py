@@ -37,7 +37,7 @@ import itertools
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -264,6 +264,10 @@ class FittedBaseline:
         Wall time of the final refit on training plus validation ratings.
     algo : surprise.AlgoBase
         The refitted surprise algorithm.
+    train_only : FittedBaseline or None
+        The chosen setting as the grid search fitted it, on the training part
+        alone (what a blend fitted on validation ratings needs); None for a
+        model that was not tuned here.
     """
 
     name: str
@@ -274,6 +278,7 @@ class FittedBaseline:
     fit_seconds: float
     algo: AlgoBase
     _predictor: _Predictor = field(repr=False, compare=False)
+    train_only: FittedBaseline | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def _from_algo(cls, name: str, algo: AlgoBase, **results) -> FittedBaseline:
@@ -423,7 +428,7 @@ def fit_baseline(
     start = time.perf_counter()
     trainset = to_trainset(train)
     y_valid = valid["rating"].to_numpy(dtype=np.float64)
-    rows = []
+    rows, best_fit = [], None
     for params in settings:
         fit_start = time.perf_counter()
         model = FittedBaseline._from_algo(
@@ -444,6 +449,8 @@ def fit_baseline(
             }
         )
         logger.debug("%s %s: valid RMSE %.4f", name, params, score)
+        if best_fit is None or score < best_fit.valid_rmse:  # first of equals
+            best_fit = replace(model, valid_rmse=score)
     grid_table = pd.DataFrame(rows)
     best = int(grid_table["valid_rmse"].to_numpy().argmin())  # first of equals
     tune_seconds = time.perf_counter() - start
@@ -468,6 +475,8 @@ def fit_baseline(
         grid_table=grid_table,
         tune_seconds=tune_seconds,
         fit_seconds=fit_seconds,
+        # Scores that are not numbers leave the two choices apart: keep neither.
+        train_only=best_fit if best_fit.params == settings[best] else None,
     )
 
 

@@ -14,6 +14,7 @@ from recsys_utils.baselines import (
     build_algo,
     fit_baseline,
     grid_settings,
+    refit_baseline,
     to_trainset,
 )
 from recsys_utils.metrics import rmse
@@ -136,6 +137,22 @@ def test_default_grids_are_searched_whole(parts) -> None:
 def test_refit_sees_train_and_valid(parts, fitted, name) -> None:
     train, valid, _ = parts
     assert fitted[name].algo.trainset.n_ratings == len(train) + len(valid)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_train_only_fit_is_the_chosen_setting_refitted_on_train(
+    parts, fitted, name
+) -> None:
+    """The grid's winner, kept, predicts as a fresh fit of it on train alone would."""
+    train, valid, held_out = parts
+    chosen = fitted[name].train_only
+    assert chosen.params == fitted[name].params
+    assert chosen.algo.trainset.n_ratings == len(train)
+    assert chosen.valid_rmse == fitted[name].valid_rmse
+    fresh = refit_baseline(name, fitted[name].params, train, seed=0)
+    np.testing.assert_allclose(
+        chosen.predict(held_out), fresh.predict(held_out), rtol=0, atol=1e-12
+    )
 
 
 def test_valid_rmse_comes_from_the_train_only_fit(parts, fitted) -> None:
