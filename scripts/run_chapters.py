@@ -5,10 +5,10 @@
     python scripts/run_chapters.py --params small --prepare-only --out DIR
     python scripts/run_chapters.py --jobs 1             # one chapter at a time
 
-Up to ``--jobs`` chapters run at once, each in its own kernel with one torch
-thread; a chapter waits for the chapters its notebook metadata lists under
-``recsys.needs`` (the ones whose results it reads), so the order of the book
-holds wherever it matters. Among the chapters ready at the same time, the one
+Up to ``--jobs`` chapters run at once, each in its own kernel with its share
+of the cores (one thread each for two chapters on two cores); a chapter waits
+for the chapters its notebook metadata lists under ``recsys.needs`` (the ones
+whose results it reads), so the order of the book holds wherever it matters. Among the chapters ready at the same time, the one
 with the highest priority starts first. The priorities come from the last
 recorded run: the head of the longest chain of work first (a chapter's own
 time plus the longest chain of the chapters that wait for it, so a chapter
@@ -112,10 +112,38 @@ def report_failure(stem: str, err: PapermillExecutionError, kept: Path) -> None:
     print(f"executed notebook kept at {kept.relative_to(ROOT)}", file=sys.stderr)
 
 
+#: Thread-count variables of OpenMP, MKL and OpenBLAS, which torch and numpy read.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def share_cores(jobs: int) -> None:
+    """Give this process's kernels their share of the cores for ``jobs`` lanes.
+
+    Training sets its own thread count, but scoring, plotting and every
+    other cell run with the libraries' default of one thread per core. Two
+    kernels that each start a thread per core fight over the cores: in a
+    build where two chapters scored candidates at the same time, those cells
+    took two to five times as long as alone. Kernels inherit the variables
+    set here; a thread count the user set in any of them is left alone.
+    Called in the worker that starts the kernels, so the caller's own
+    environment is untouched.
+    """
+    if any(variable in os.environ for variable in THREAD_VARIABLES):
+        return
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = threads
+
+
 def run_chapter(
-    src: Path, out_dir: Path, params: dict | None, prepare_only: bool
+    src: Path, out_dir: Path, params: dict | None, prepare_only: bool, jobs: int = 1
 ) -> tuple[float, float]:
-    """Execute one chapter into out_dir; return its start and end (epoch seconds)."""
+    """Execute one chapter into out_dir; return its start and end (epoch seconds).
+
+    ``jobs`` is the number of chapters running at once (:func:`share_cores`).
+    """
+    if not prepare_only:
+        share_cores(jobs)
     final = out_dir / src.name
     # The leading dot and the .ipynb suffix keep papermill quiet and Sphinx away.
     partial = out_dir / f".{src.stem}.partial.ipynb"
@@ -336,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
             free = args.jobs - len(running)
             for stem in [] if failed else ready[:free]:
                 src, _ = waiting.pop(stem)
-                future = pool.submit(run_chapter, src, args.out, params[stem], False)
+                future = pool.submit(
+                    run_chapter, src, args.out, params[stem], False, args.jobs
+                )
                 running[future] = stem
             if not running:
                 break

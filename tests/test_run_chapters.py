@@ -206,3 +206,26 @@ def test_planned_order_ends_the_book_sooner_than_longest_chain_first(runner) -> 
     # A chapter without a time keeps longest chain first: it runs first, to be timed.
     del seconds["09_speed"]
     assert module.planned_order(seconds, shape, 2)[0] == "09_speed"
+
+
+def test_each_kernel_gets_its_share_of_the_cores(runner, tmp_path, monkeypatch) -> None:
+    module, notebooks = runner
+    for variable in module.THREAD_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(module.os, "cpu_count", lambda: 4)
+    code = (
+        "import torch\n"
+        "(log.parent / 'threads.json').write_text(json.dumps("
+        "[os.environ['OMP_NUM_THREADS'], torch.get_num_threads()]))"
+    )
+    write_chapter(notebooks, "01_a", code)
+    assert module.main(["--out", str(tmp_path / "out"), "--jobs", "2"]) == 0
+    threads = json.loads((tmp_path / "output" / "threads.json").read_text())
+    assert threads == ["2", 2]  # four cores, two lanes
+    # Set in the worker that starts the kernels, not in the caller.
+    assert not any(v in module.os.environ for v in module.THREAD_VARIABLES)
+    # A count the user chose is left alone.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert module.main(["--out", str(tmp_path / "out"), "--jobs", "1"]) == 0
+    threads = json.loads((tmp_path / "output" / "threads.json").read_text())
+    assert threads == ["1", 1]
