@@ -45,8 +45,10 @@ class RandomPool:
     """A block of random numbers handed out as windows at random offsets.
 
     ``draw(n, generator)`` makes ``n`` fresh numbers. :meth:`like` returns
-    numbers shaped like its argument; a request larger than the pool gets
-    fresh numbers of its own.
+    numbers shaped like its argument. A request for more than a quarter of
+    the pool gets fresh numbers of its own: its windows would have too few
+    places to start from, and the same numbers would land on the same
+    positions step after step.
     """
 
     def __init__(self, draw: Draw, size: int = POOL_SIZE, reuse: int = REUSE) -> None:
@@ -69,7 +71,7 @@ class RandomPool:
     def like(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled numbers with the shape, dtype and device of ``x``."""
         n = x.numel()
-        if n > self.size:
+        if 4 * n > self.size:
             numbers = self.draw(n, self._generator).view(x.shape)
             return numbers.to(device=x.device, dtype=x.dtype)
         if self._numbers is None or self._read >= self.reuse * self.size:

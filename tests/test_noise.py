@@ -70,19 +70,27 @@ def test_pool_is_redrawn_once_read_reuse_times_over() -> None:
 
     pool = RandomPool(draw, size=100, reuse=2)
     pool.reseed(0)
-    for _ in range(4):  # 200 numbers read: the first pool's allowance
-        pool.like(torch.empty(50))
+    for _ in range(8):  # 200 numbers read: the first pool's allowance
+        pool.like(torch.empty(25))
     assert draws == [100]
-    pool.like(torch.empty(50))
+    pool.like(torch.empty(25))
     assert draws == [100, 100]
 
 
-def test_a_request_larger_than_the_pool_gets_fresh_numbers() -> None:
-    pool = RandomPool(lambda n, g: torch.randn(n, generator=g), size=10)
+def test_a_request_for_over_a_quarter_of_the_pool_gets_fresh_numbers() -> None:
+    draws = []
+
+    def draw(n: int, generator: torch.Generator) -> torch.Tensor:
+        draws.append(n)
+        return torch.randn(n, generator=generator)
+
+    pool = RandomPool(draw, size=40)
     pool.reseed(0)
     numbers = pool.like(torch.empty(3, 7))
     assert numbers.shape == (3, 7)
-    assert numbers.unique().numel() == 21
+    assert draws == [21]  # not the pool's 40
+    pool.like(torch.empty(10))
+    assert draws == [21, 40]  # a quarter: from the pool
 
 
 def test_bad_pool_settings_are_refused() -> None:
