@@ -8,13 +8,13 @@
 Up to ``--jobs`` chapters run at once, each in its own kernel with its share
 of the cores (one thread each for two chapters on two cores); a chapter waits
 for the chapters its notebook metadata lists under ``recsys.needs`` (the ones
-whose results it reads), so the order of the book holds wherever it matters. Among the chapters ready at the same time, the one
-with the highest priority starts first. The priorities come from the last
-recorded run: the head of the longest chain of work first (a chapter's own
-time plus the longest chain of the chapters that wait for it, so a chapter
-that others need goes before an equally long one that nobody needs), then
-improved by moving one chapter at a time for as long as a simulated build
-with those times ends sooner.
+whose results it reads), so the order of the book holds wherever it matters.
+Among the chapters ready at the same time, the one with the highest priority
+starts first. The priorities come from the last recorded run: the head of the
+longest chain of work first (a chapter's own time plus the longest chain of
+the chapters that wait for it, so a chapter that others need goes before an
+equally long one that nobody needs), then improved by moving one chapter at a
+time for as long as a simulated build with those times ends sooner.
 Published parameters are the defaults in each notebook's ``parameters`` cell,
 so nothing is injected; ``small`` injects ``params/small/<stem>.yaml``.
 Each executed notebook is written under a temporary name and renamed only
