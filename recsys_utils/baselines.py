@@ -104,9 +104,6 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     name: tuple(grid) for name, grid in GRIDS.items()
 }
 
-#: The whole-star scale of 100k and 1M; a half-star release clips to its own.
-RATING_SCALE = (1, 5)
-
 # Predicting in chunks bounds the gathered factor matrices at
 # (chunk, n_factors) floats, whatever the number of pairs asked for.
 _CHUNK = 65_536

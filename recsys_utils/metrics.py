@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn import metrics as skm
 
-RATINGS = np.arange(1, 6)
-
 
 @dataclass(frozen=True)
 class RatingScale:
@@ -39,8 +37,8 @@ class RatingScale:
     ``levels`` is ``(1, 2, 3, 4, 5)`` for the whole-star releases (100k, 1M)
     and ``(0.5, 1.0, ..., 5.0)`` for the half-star ones (10M and later).
     Build it from the ratings with :meth:`from_ratings`; a whole-star scale
-    keeps Python ints, so class indices and dictionary keys stay the same
-    as with :data:`RATINGS`.
+    keeps Python ints, so class indices and dictionary keys are plain
+    whole numbers.
     """
 
     levels: tuple[float, ...] = (1, 2, 3, 4, 5)

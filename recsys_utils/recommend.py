@@ -461,8 +461,7 @@ def recommend(
         ``item_id, title, release_year, genres, predicted_rating, reason``.
         ``predicted_rating`` is the expected rating of a classifier, the
         output clipped to its scale (1..5 in whole stars) of a regressor; rows
-        follow the unclipped
-        score, ties by ``item_id``.
+        follow the unclipped score, ties by ``item_id``.
 
     Raises
     ------
