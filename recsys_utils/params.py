@@ -7,11 +7,14 @@ parameter, the value and what is allowed.
 
 from __future__ import annotations
 
+import ast
+import json
 import numbers
 from dataclasses import asdict, dataclass, fields
 
 import torch
 
+from recsys_utils import paths
 from recsys_utils.datasets import DATASETS
 from recsys_utils.splits import CANONICAL_FOLDS, SPLITS
 
@@ -144,3 +147,37 @@ class RunParameters:
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def published_parameters(chapter: str) -> dict[str, object]:
+    """The values in a chapter's ``parameters`` cell: the settings the book publishes.
+
+    ``chapter`` is a notebook's stem, ``"03_ncf_regression"`` say. Code that
+    trains "as the chapter does" outside the chapter (the speed benchmark)
+    reads them here, so that it cannot drift from the notebook.
+    """
+    path = paths.PROJECT_ROOT / "notebooks" / f"{chapter}.ipynb"
+    if not path.is_file():
+        raise FileNotFoundError(f"no chapter {chapter!r}: expected {path}")
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    tagged = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
+    if len(tagged) != 1:
+        raise ValueError(f"{path.name}: expected one cell tagged 'parameters'")
+    values = {}
+    for statement in ast.parse("".join(tagged[0]["source"])).body:
+        if not (
+            isinstance(statement, ast.Assign)
+            and len(statement.targets) == 1
+            and isinstance(statement.targets[0], ast.Name)
+        ):
+            raise ValueError(
+                f"{path.name}: the parameters cell may only assign literals to names"
+            )
+        name = statement.targets[0].id
+        try:
+            values[name] = ast.literal_eval(statement.value)
+        except ValueError:
+            raise ValueError(
+                f"{path.name}: parameter {name} is not a literal; write its value out"
+            ) from None
+    return values

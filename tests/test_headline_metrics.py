@@ -10,12 +10,10 @@ in ``results/<chapter>.json`` when the book has been built.
 
 from __future__ import annotations
 
-import ast
 import json
 from dataclasses import fields
 from pathlib import Path
 
-import papermill
 import pytest
 
 from recsys_utils import paths
@@ -28,17 +26,11 @@ from recsys_utils.models import (
     autoencoder_builder,
     neumf_builder,
 )
-from recsys_utils.params import RunParameters
+from recsys_utils.params import RunParameters, published_parameters
 
 HEADLINES = json.loads((Path(__file__).with_name("headline_metrics.json")).read_text())
 CHAPTERS = sorted(name for name in HEADLINES if not name.startswith("_"))
 NOT_OPTIONS = {"n_users", "n_items", "rating_offset"}
-
-
-def published_parameters(chapter: str) -> dict:
-    notebook = paths.PROJECT_ROOT / "notebooks" / f"{chapter}.ipynb"
-    cell = papermill.inspect_notebook(str(notebook))
-    return {name: ast.literal_eval(spec["default"]) for name, spec in cell.items()}
 
 
 def builder_for(chapter: str, spec: dict, values: dict, movielens):

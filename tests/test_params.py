@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import ast
+import json
+
+import papermill as pm
 import pytest
 import torch
 
-from recsys_utils.params import ParameterError, RunParameters, resolve_device
+from recsys_utils import paths
+from recsys_utils.params import (
+    ParameterError,
+    RunParameters,
+    published_parameters,
+    resolve_device,
+)
 
 
 def test_defaults_validate() -> None:
@@ -74,3 +84,43 @@ def test_absent_cuda_is_refused() -> None:
 def test_unknown_device_is_refused() -> None:
     with pytest.raises(ParameterError, match="device='tpu'"):
         resolve_device("tpu")
+
+
+@pytest.mark.parametrize(
+    "chapter",
+    sorted(p.stem for p in (paths.PROJECT_ROOT / "notebooks").glob("*.ipynb")),
+)
+def test_published_parameters_are_the_notebooks_defaults(chapter: str) -> None:
+    # papermill reads the same cell on its own; the two must agree on every name.
+    path = paths.PROJECT_ROOT / "notebooks" / f"{chapter}.ipynb"
+    expected = {
+        name: ast.literal_eval(spec["default"])
+        for name, spec in pm.inspect_notebook(str(path)).items()
+    }
+    assert published_parameters(chapter) == expected
+
+
+def test_published_parameters_of_the_regression_chapter() -> None:
+    published = published_parameters("03_ncf_regression")
+    assert published["dataset"] == "ml-100k"
+    assert isinstance(published["batch_size"], int)
+    assert isinstance(published["mlp_layers"], list)
+
+
+def test_published_parameters_of_an_unknown_chapter_are_refused() -> None:
+    with pytest.raises(FileNotFoundError, match="no chapter '99_nothing'"):
+        published_parameters("99_nothing")
+
+
+def test_published_parameters_refuse_code_in_the_cell(tmp_path, monkeypatch) -> None:
+    (tmp_path / "notebooks").mkdir()
+    cell = {"cell_type": "code", "metadata": {"tags": ["parameters"]},
+            "source": ["n_epochs = 2\n", "batch_size = 2 ** 10\n"]}  # fmt: skip
+    (tmp_path / "notebooks" / "x.ipynb").write_text(json.dumps({"cells": [cell]}))
+    monkeypatch.setattr(paths, "PROJECT_ROOT", tmp_path)
+    with pytest.raises(ValueError, match="parameter batch_size is not a literal"):
+        published_parameters("x")
+    cell["source"] = ["n_epochs = 2\n", "print(n_epochs)\n"]
+    (tmp_path / "notebooks" / "x.ipynb").write_text(json.dumps({"cells": [cell]}))
+    with pytest.raises(ValueError, match="may only assign literals to names"):
+        published_parameters("x")
