@@ -7,6 +7,7 @@ chapter left out of the table of contents fails here rather than an hour into
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -72,9 +73,12 @@ def test_toc_chapters_have_sources() -> None:
 
 def test_chapters_a_notebook_reads_are_among_its_needs(chapter: Path) -> None:
     """run_chapters.py runs chapters in parallel; a chapter that reads another's
-    results must list it under ``recsys.needs`` or it may run too early."""
+    results must list it under ``recsys.needs`` or it may run too early.
+    Reading its published parameters needs only the notebook itself, which
+    exists before any chapter runs."""
     notebook = read(chapter)
     source = "\n".join(cell.source for cell in notebook.cells)
+    source = re.sub(r'published_parameters\("\w+"\)', "", source)
     stems = {path.stem for path in CHAPTERS}
     mentioned = {
         stem for stem in stems if f'"{stem}"' in source and stem != chapter.stem
