@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,10 +38,23 @@ import torch
 from torch import nn
 
 from recsys_utils.data import IdIndex, MovieLens, genre_columns, load_movielens_100k
+from recsys_utils.devices import model_device
+from recsys_utils.fallback import Fallback
 from recsys_utils.features import user_feature_row
-from recsys_utils.metrics import FIVE_STARS, RatingScale, rating_to_class
+from recsys_utils.metrics import (
+    FIVE_STARS,
+    RatingScale,
+    expected_rating,
+    rating_to_class,
+)
 from recsys_utils.models import AutoencoderRecommender, MatrixFactorization, NeuMF
-from recsys_utils.training import CheckpointError, load_checkpoint, seeded
+from recsys_utils.training import (
+    CheckpointError,
+    RatingTensors,
+    load_checkpoint,
+    predict,
+    seeded,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -281,6 +294,31 @@ def score_items(model: nn.Module, user_index: Iterable[int]) -> np.ndarray:
         )
     model.train(was_training)
     return scores
+
+
+def pair_scorer(
+    model: nn.Module, index: IdIndex, fallback: Fallback | None = None
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Predicted ratings of flat arrays of raw user and movie ids.
+
+    The function returned is a ``predict_fn`` for
+    :func:`~recsys_utils.ranking.score_candidates`. It predicts as the
+    chapters report: ratings clipped to the scale, the expected rating for a
+    classifier. With ``fallback``, the pairs whose user or movie the
+    fallback's training ratings never saw get its rule instead, as in the
+    model chapters' test figures; without it they get the model's own output.
+    """
+    device = model_device(model)
+    scale = model.config.scale
+
+    def score(user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        pairs = pd.DataFrame({"user_id": user_ids, "item_id": item_ids, "rating": 0.0})
+        output = predict(model, RatingTensors.from_frame(pairs, index, device))
+        if fallback is not None:
+            output, _ = fallback.apply(pairs, output)
+        return expected_rating(output, scale) if output.ndim == 2 else output
+
+    return score
 
 
 def _top_k(scores: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:

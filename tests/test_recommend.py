@@ -22,6 +22,7 @@ import torch
 from recsys_utils import __main__ as cli
 from recsys_utils.data import GENRES, IdIndex, MovieLens
 from recsys_utils.experiment import run_experiment
+from recsys_utils.fallback import Fallback
 from recsys_utils.features import build_features
 from recsys_utils.metrics import UndefinedRatingMetricWarning
 from recsys_utils.models import (
@@ -39,6 +40,7 @@ from recsys_utils.recommend import (
     item_vectors,
     load_recommender,
     model_label,
+    pair_scorer,
     popular_movies,
     recommend,
     recommend_newcomer,
@@ -263,6 +265,48 @@ def test_classifier_ranks_by_expected_rating(tiny) -> None:
     assert table["predicted_rating"].tolist() == pytest.approx(
         sorted(np.delete(scores, 2), reverse=True)
     )
+
+
+def test_pair_scorer_clips_like_the_chapters(tiny) -> None:
+    index = IdIndex.from_tables(tiny.users, tiny.items)
+    model = hand_mf(
+        item_bias=(0.5, 0.0, 0.0, 0.0, 0.0, 3.0), user_bias=(0.0, -0.5, 0.0)
+    )
+    score = pair_scorer(model, index)
+    # 3 + 0.5; 3 - 0.5; 3 + 3 clipped to the top of the scale.
+    assert score(np.array([1, 2, 3]), np.array([10, 20, 60])) == pytest.approx(
+        [3.5, 2.5, 5.0]
+    )
+
+
+def test_pair_scorer_applies_the_fallback_to_unseen_users_and_movies(tiny) -> None:
+    index = IdIndex.from_tables(tiny.users, tiny.items)
+    model = hand_mf(item_bias=(0.5,) * 6)
+    # Nobody rated movie 60; leaving user 3 out makes them unseen as well.
+    fallback = Fallback.from_ratings(tiny.ratings[tiny.ratings["user_id"] != 3])
+    users, items = np.array([1, 3, 2]), np.array([10, 30, 60])
+    scores = pair_scorer(model, index, fallback)(users, items)
+    rule, count = fallback.apply(
+        pd.DataFrame({"user_id": users, "item_id": items}), np.zeros(3)
+    )
+    assert count.replaced == 2
+    assert scores[0] == pytest.approx(3.5)
+    assert scores[1:] == pytest.approx(rule[1:])
+    assert not np.allclose(scores[1:], 3.5)
+
+
+def test_pair_scorer_of_a_classifier_is_its_expected_rating(tiny) -> None:
+    from recsys_utils.models import NeuMF, NeuMFConfig
+
+    index = IdIndex.from_tables(tiny.users, tiny.items)
+    with seeded(0):
+        model = NeuMF(
+            NeuMFConfig(3, 6, n_factors=4, mlp_layers=(8, 4), task="classification")
+        ).eval()
+    scores = pair_scorer(model, index)(np.full(6, 3), np.array([m[0] for m in MOVIES]))
+    with torch.no_grad():
+        proba = torch.softmax(model(torch.full((6,), 2), torch.arange(6)), dim=1)
+    assert scores == pytest.approx((proba @ torch.arange(1.0, 6.0)).numpy(), abs=1e-6)
 
 
 def test_unknown_ids_and_bad_k_are_refused(tiny) -> None:
