@@ -134,7 +134,7 @@ def _fetch(args: argparse.Namespace) -> int:
         data = load_dataset(args.dataset, args.data_dir)
     except DataSourceError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return BAD_INPUT
     print(
         f"{args.dataset} ready ({data.source}): {len(data.ratings):,} ratings, "
         f"{len(data.users):,} users, {len(data.items):,} movies"
