@@ -147,25 +147,17 @@ def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms > 0, norms, 1.0)
 
 
-def _user_tables(model: nn.Module) -> list[tuple[str, nn.Embedding]]:
-    """Every embedding table with one row per user, by its dotted name."""
+def _tables(
+    model: nn.Module, side: Literal["user", "item"]
+) -> list[tuple[str, nn.Embedding]]:
+    """Every embedding table with one row per user (or movie), by its dotted name."""
+    n_rows = model.config.n_users if side == "user" else model.config.n_items
     return [
         (name, module)
         for name, module in model.named_modules()
         if isinstance(module, nn.Embedding)
-        and name.rpartition(".")[2].startswith("user")
-        and module.num_embeddings == model.config.n_users
-    ]
-
-
-def _item_tables(model: nn.Module) -> list[tuple[str, nn.Embedding]]:
-    """Every embedding table with one row per movie, by its dotted name."""
-    return [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Embedding)
-        and name.rpartition(".")[2].startswith("item")
-        and module.num_embeddings == model.config.n_items
+        and name.rpartition(".")[2].startswith(side)
+        and module.num_embeddings == n_rows
     ]
 
 
@@ -188,8 +180,8 @@ def with_average_rows(
     """
     changed = copy.deepcopy(model)
     for rows, tables in (
-        (np.asarray(list(users), dtype=np.int64), _user_tables(changed)),
-        (np.asarray(list(items), dtype=np.int64), _item_tables(changed)),
+        (np.asarray(list(users), dtype=np.int64), _tables(changed, "user")),
+        (np.asarray(list(items), dtype=np.int64), _tables(changed, "item")),
     ):
         if rows.size == 0:
             continue
@@ -235,7 +227,7 @@ def add_user(
             "or use a hybrid model"
         )
     grown = copy.deepcopy(model)
-    for name, table in _user_tables(grown):
+    for name, table in _tables(grown, "user"):
         weight = table.weight.detach()
         bigger = nn.Embedding(weight.shape[0] + 1, weight.shape[1]).to(weight)
         with torch.no_grad():
@@ -664,7 +656,7 @@ def fold_in(
     grown = add_user(model, user_features)
     for parameter in grown.parameters():
         parameter.requires_grad_(False)
-    tables = {f"{name}.weight": table.weight for name, table in _user_tables(grown)}
+    tables = {f"{name}.weight": table.weight for name, table in _tables(grown, "user")}
     mean = {name: weight[-1].clone() for name, weight in tables.items()}
     # How much the known users differ on each dimension, shape (d,) per table.
     spread = {
