@@ -10,7 +10,7 @@ per-epoch batch order are copied from pinned host memory without blocking.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -88,13 +88,21 @@ def backward_step(
     loss: torch.Tensor,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
+    before_step: Callable[[], None] | None = None,
 ) -> None:
-    """``loss.backward()`` then ``optimizer.step()``, through ``scaler`` if any."""
+    """``loss.backward()`` then ``optimizer.step()``, through ``scaler`` if any.
+
+    ``before_step``, if given, runs between the two (to synchronise gradients).
+    """
     if scaler is None:
         loss.backward()
+        if before_step is not None:
+            before_step()
         optimizer.step()
         return
     scaler.scale(loss).backward()
+    if before_step is not None:
+        before_step()
     # A RatingOptimizer holds one torch optimiser per kind of parameter.
     for part in getattr(optimizer, "optimizers", {"all": optimizer}).values():
         scaler.step(part)  # skipped when a gradient overflowed float16

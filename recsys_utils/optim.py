@@ -157,6 +157,13 @@ class RatingOptimizer:
                 [t.weight for t in tables], lr=learning_rate, weight_decay=weight_decay
             )
 
+    @property
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """The embedding tables updated by lazy Adam (none when dense)."""
+        if "sparse" not in self.optimizers:
+            return []
+        return [p for g in self.optimizers["sparse"].param_groups for p in g["params"]]
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=set_to_none)

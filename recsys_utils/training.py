@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import math
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -440,6 +441,12 @@ def fit(
     and variance well, and synchronising them would add two all-reduces per
     layer and step, which dominate the step of a model this small.
 
+    With lazy Adam (sparse embedding tables), DDP averages only the dense
+    gradients; the tables' row-sparse gradients are averaged by
+    :func:`recsys_utils.distributed.average_sparse_gradients` with dense
+    collectives, because gloo's sparse all-reduce occasionally corrupted
+    memory (about one two-process run in ten here).
+
     Only rank 0 writes the checkpoint and the resume state, and only it
     prints. To resume, every process reads the state file, so it must sit on
     a folder all of them see, and the run must have as many processes as the
@@ -493,7 +500,16 @@ def fit(
     state_path = (
         None if checkpoint_path is None else training_state_path(checkpoint_path)
     )
-    network = _wrap(model, device) if distributed_data_parallel else model
+    network, sync_sparse = model, None
+    if distributed_data_parallel:
+        # DDP averages the dense gradients; the lazy-Adam tables' sparse ones
+        # are averaged here (see distributed.average_sparse_gradients).
+        tables = optimizer.sparse_parameters
+        network = _wrap(model, device, outside=tables)
+        if tables:
+            sync_sparse = functools.partial(
+                distributed.average_sparse_gradients, tables
+            )
 
     with seeded(config.seed + rank), torch_threads(config.n_threads):
         progress = _Progress()
@@ -526,7 +542,7 @@ def fit(
                     out = network(user[start:end], item[start:end])
                     loss = loss_fn(out, target[start:end]) + model.penalty()
                 optimizer.zero_grad(set_to_none=True)
-                backward_step(loss, optimizer, scaler)
+                backward_step(loss, optimizer, scaler, sync_sparse)
                 total += loss.item() * (end - start)
 
             record = {
@@ -652,10 +668,25 @@ def _validate_everywhere(
     return dict(zip(record, values, strict=True))
 
 
-def _wrap(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` in ``DistributedDataParallel``, on this process's device."""
+def _wrap(
+    model: nn.Module, device: torch.device, outside: Sequence[nn.Parameter] = ()
+) -> nn.Module:
+    """``model`` in ``DistributedDataParallel``, on this process's device.
+
+    The parameters ``outside`` are left out of DDP's gradient averaging (the
+    caller averages them); they start from rank 0's values like the rest.
+    """
     from torch.nn.parallel import DistributedDataParallel
 
+    if outside:
+        ids = {id(p) for p in outside}
+        names = [name for name, p in model.named_parameters() if id(p) in ids]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            model, names
+        )
+        for parameter in outside:
+            # DDP broadcasts only the parameters it keeps.
+            torch.distributed.broadcast(parameter.data, src=0)
     device_ids = [device] if device.type == "cuda" else None
     # broadcast_buffers (the default): rank 0's running statistics reach every
     # process at each forward pass; see fit's Notes on batch normalisation.

@@ -94,6 +94,65 @@ def test_train_command_refuses_a_bad_parameter_in_one_line(capsys) -> None:
 # Two processes against one
 
 
+def _average_in_rank(rank: int, store: str, out: str) -> None:
+    """One of two gloo processes: average three sparse gradients, save the results."""
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=2
+    )
+    try:
+        rows = {0: [[0, 3, 3]], 1: [[3, 4]]}[rank]  # a repeated row; other counts
+        values = torch.arange(len(rows[0]) * 2, dtype=torch.float32).view(-1, 2) + rank
+        read = torch.nn.Parameter(torch.zeros(5, 2))
+        read.grad = torch.sparse_coo_tensor(
+            torch.tensor(rows), values, (5, 2), check_invariants=True
+        )
+        one_side = torch.nn.Parameter(torch.zeros(5, 2))  # only rank 1 read rows
+        one_side.grad = torch.sparse_coo_tensor(
+            torch.tensor([[1]] if rank else [[]], dtype=torch.int64),
+            torch.ones(rank, 2),
+            (5, 2),
+            check_invariants=True,
+        )
+        unread = torch.nn.Parameter(torch.zeros(5, 2))  # no process read a row
+        unread.grad = torch.sparse_coo_tensor(
+            torch.zeros(1, 0, dtype=torch.int64),
+            torch.zeros(0, 2),
+            (5, 2),
+            check_invariants=True,
+        )
+        distributed.average_sparse_gradients([read, one_side, unread])
+        torch.save(
+            [p.grad.to_dense() for p in (read, one_side, unread)], f"{out}{rank}.pt"
+        )
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_sparse_gradients_are_averaged_over_the_processes(tmp_path: Path) -> None:
+    out = str(tmp_path / "grads")
+    torch.multiprocessing.spawn(
+        _average_in_rank, args=(str(tmp_path / "store"), out), nprocs=2
+    )
+    rank0, rank1 = (torch.load(f"{out}{r}.pt") for r in (0, 1))
+    # Rank 0 adds [0, 1] to row 0 and [2, 3] + [4, 5] to row 3; rank 1 adds
+    # [1, 2] to row 3 and [3, 4] to row 4. The mean halves the sums.
+    expected = torch.tensor([[0, 1], [0, 0], [0, 0], [7, 10], [3, 4]]) / 2
+    assert torch.equal(rank0[0], expected) and torch.equal(rank1[0], expected)
+    assert torch.equal(rank0[1], rank1[1])
+    assert rank0[1][1].tolist() == [0.5, 0.5] and rank0[1].sum() == 1
+    assert not rank0[2].any() and not rank1[2].any()
+
+
+def test_sparse_averaging_alone_changes_nothing() -> None:
+    table = torch.nn.Parameter(torch.zeros(3, 2))
+    table.grad = torch.sparse_coo_tensor(
+        torch.tensor([[2]]), torch.ones(1, 2), (3, 2), check_invariants=True
+    )
+    before = table.grad
+    distributed.average_sparse_gradients([table])
+    assert table.grad is before
+
+
 def write_synthetic_movielens(folder: Path, seed: int = 0) -> Path:
     """A MovieLens 100k folder of 6,000 ratings from a planted rank-2 structure.
 
