@@ -51,21 +51,38 @@ SHAPES = {
     "ml-10m": (69_878, 10_677, 10_000_054),
     "ml-25m": (162_541, 59_047, 25_000_095),
 }
-#: The chapter whose published training settings each model trains with;
-#: matrix factorisation, which has no chapter, takes NeuMF's.
+#: The chapter whose published training settings each model trains with.
 CHAPTERS = {
     "NeuMF": "03_ncf_regression",
     "hybrid NeuMF": "05_hybrid_ncf_regression",
     "autoencoder": "06_autoencoder",
-    "matrix factorisation": "03_ncf_regression",
+    "matrix factorisation": "07_benchmarks",
 }
 SETTINGS = ("batch_size", "learning_rate", "weight_decay", "patience")
 
 
 def published_settings(model: str) -> dict:
-    """Batch size, learning rate, weight decay and patience of ``model``'s chapter."""
+    """Batch size, learning rate, weight decay and patience of ``model``'s chapter.
+
+    Matrix factorisation is a baseline of the benchmarks chapter, which tunes
+    its size and weight decay on validation; here it takes that chapter's
+    step size, batch size and patience, with the largest size and the
+    smallest weight decay of its grid (:func:`mf_factors`).
+    """
     published = published_parameters(CHAPTERS[model])
+    if model == "matrix factorisation":
+        return {
+            "batch_size": published["batch_size"],
+            "learning_rate": published["mf_learning_rate"],
+            "weight_decay": min(published["mf_weight_decays"]),
+            "patience": published["patience"],
+        }
     return {name: published[name] for name in SETTINGS}
+
+
+def mf_factors() -> int:
+    """The largest matrix factorisation size the benchmarks chapter tries."""
+    return max(published_parameters(CHAPTERS["matrix factorisation"])["mf_factors"])
 
 
 def peak_rss_mb() -> float:
@@ -93,7 +110,7 @@ def _builder(model: str, data, index):
         features = build_features(data.users, data.items, index)
         return autoencoder_builder(n_users, n_items, features, task="regression")
     if model == "matrix factorisation":
-        return mf_builder(n_users, n_items, n_factors=64)
+        return mf_builder(n_users, n_items, n_factors=mf_factors())
     raise ValueError(f"model {model!r} is not benchmarked")
 
 
